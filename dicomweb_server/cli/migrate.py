@@ -1,0 +1,42 @@
+"""``dicomweb-server migrate``: bring the index database to the schema of this version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
+from dicomweb_server.index.database import create_engine, migrate
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "migrate",
+        help="create or upgrade the index database schema",
+        description="Apply the schema migrations the index database lacks. Safe to run again.",
+    )
+    add_settings_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    settings = settings_from(arguments)
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        before, after = asyncio.run(_migrate(settings))
+    except OSError as error:
+        return fail(f"cannot reach the index database (DICOMWEB_INDEX_URL): {error}")
+    if before == after:
+        print(f"The index schema is up to date (revision {after}).")
+    else:
+        print(f"Migrated the index schema from revision {before or 'none'} to {after}.")
+    return 0
+
+
+async def _migrate(settings):  # type: ignore[no-untyped-def]
+    engine = create_engine(settings)
+    try:
+        return await migrate(engine)
+    finally:
+        await engine.dispose()

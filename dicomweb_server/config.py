@@ -1,0 +1,293 @@
+"""Settings of the server, read once at start from the command line, the environment and a file.
+
+Every setting has a command-line option (``--data-dir``), an environment variable with the
+``DICOMWEB_`` prefix (``DICOMWEB_DATA_DIR``) and a key in an optional TOML file (``data_dir``),
+named by ``--config`` or ``DICOMWEB_CONFIG``. The command line wins over the environment, which
+wins over the file, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "DICOMWEB_"
+
+
+class SettingsError(ValueError):
+    """Raised when a setting has a value the server cannot use."""
+
+
+class Secret:
+    """A string that never shows its value in ``repr`` or ``str``, so logs and tracebacks stay clean."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "dicomweb-server"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{text!r} is not a boolean; use true or false")
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parse_size(text: str) -> int:
+    """Parse a byte count with an optional K, M, G or T suffix (powers of 1024)."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    if cleaned and cleaned[-1] in units:
+        return int(float(cleaned[:-1]) * units[cleaned[-1]])
+    return int(cleaned)
+
+
+def _parse_networks(text: str) -> tuple[str, ...]:
+    networks = _parse_list(text)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)
+    return networks
+
+
+def setting(
+    default: Any,
+    help: str,
+    parse: Callable[[str], Any] = str,
+    *,
+    metavar: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare one setting: its default, its help text and how to parse it from text."""
+    metadata = {"help": help, "parse": parse, "metavar": metavar, "secret": secret}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's configuration. Build it with :func:`load_settings`, never field by field."""
+
+    data_dir: Path = setting(
+        _default_data_dir, "folder for the SQLite index, stored objects and spool files", Path
+    )
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8080, "TCP port to listen on", int)
+    index_url: str | None = setting(
+        None,
+        "index database URL (postgresql://user@host/db); unset means SQLite in the data folder",
+        metavar="URL",
+    )
+    store_url: str | None = setting(
+        None,
+        "object store URL (s3://bucket/prefix); unset means the objects folder in the data folder",
+        metavar="URL",
+    )
+    s3_endpoint: str | None = setting(
+        None, "endpoint of an S3-compatible service (http://127.0.0.1:8333)", metavar="URL"
+    )
+    s3_region: str = setting("us-east-1", "S3 region")
+    s3_access_key_id: str | None = setting(None, "S3 access key id")
+    s3_secret_access_key: Secret | None = setting(None, "S3 secret access key", Secret, secret=True)
+    index_pool_size: int = setting(10, "database connections kept open per server process", int)
+    index_max_overflow: int = setting(10, "database connections opened beyond the pool under load", int)
+    index_timeout: float = setting(30.0, "seconds to wait for a database connection or statement", float)
+    store_timeout: float = setting(60.0, "seconds to wait for one object-store request", float)
+    max_part_size: int = setting(
+        4 * 1024**3, "largest DICOM part accepted by STOW-RS, in bytes (K, M, G suffixes)", _parse_size
+    )
+    spool_dir: Path | None = setting(
+        None, "folder for STOW-RS spool files; unset means tmp in the data folder", Path
+    )
+    overwrite: bool = setting(
+        False,
+        "replace a stored instance when the same SOP Instance UID arrives with other content",
+        _parse_bool,
+    )
+    qido_max_results: int = setting(
+        1000, "most results one QIDO-RS response returns, whatever its limit", int
+    )
+    cors_origins: tuple[str, ...] = setting(
+        (), "browser origins allowed to call the server (comma-separated)", _parse_list
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        "addresses or networks of reverse proxies whose Forwarded and X-Forwarded-* headers are "
+        "trusted (comma-separated)",
+        _parse_networks,
+    )
+    public_base_url: str | None = setting(
+        None,
+        "URL clients use to reach the server (https://pacs.example.org); overrides request headers",
+        metavar="URL",
+    )
+    shutdown_timeout: float = setting(
+        30.0, "seconds to let requests in flight finish after SIGTERM or Ctrl-C", float
+    )
+    log_level: str = setting("info", "log level: debug, info, warning or error")
+
+    @property
+    def effective_index_url(self) -> str:
+        if self.index_url:
+            return self.index_url
+        return f"sqlite:///{self.data_dir / 'index.sqlite3'}"
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "tmp"
+
+    @property
+    def uses_embedded_index(self) -> bool:
+        return self.effective_index_url.startswith("sqlite")
+
+
+def settings_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build settings from a TOML file, the environment and explicit overrides.
+
+    Parameters
+    ----------
+    overrides
+        Values already parsed, typically from command-line options; ``None`` values are ignored.
+    environ
+        The environment to read ``DICOMWEB_*`` variables from; defaults to ``os.environ``.
+    config_file
+        A TOML file; defaults to the path in ``DICOMWEB_CONFIG`` when that is set.
+
+    Raises
+    ------
+    SettingsError
+        When a value cannot be parsed or a key is unknown; the message names the setting.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    config_variable = env_name("config")
+    config_path = config_file or (Path(environ[config_variable]) if config_variable in environ else None)
+    if config_path is not None:
+        values.update(_read_config_file(config_path))
+
+    for settings_field in settings_fields():
+        variable = env_name(settings_field.name)
+        if variable in environ:
+            values[settings_field.name] = _parse_value(settings_field, environ[variable], variable)
+
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+
+    return _validate(Settings(**values))
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SettingsError(f"cannot read the configuration file {str(path)!r}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"invalid TOML in configuration file {str(path)!r}: {error}") from error
+
+    known = {f.name: f for f in settings_fields()}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SettingsError(
+                f"unknown setting {key!r} in {str(path)!r}; known settings are {', '.join(sorted(known))}"
+            )
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        values[key] = _parse_value(known[key], text, f"{key} in {path}")
+    return values
+
+
+def _parse_value(settings_field: dataclasses.Field[Any], text: str, source: str) -> Any:
+    parse = settings_field.metadata["parse"]
+    try:
+        return parse(text)
+    except (ValueError, TypeError) as error:
+        shown = "(hidden)" if settings_field.metadata["secret"] else repr(text)
+        raise SettingsError(f"invalid value {shown} for {source}: {error}") from error
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate(settings: Settings) -> Settings:
+    if not is_loopback(settings.host):
+        # NOTE: every request is served without asking who sends it until identity is built,
+        # so the server refuses any address that another machine could reach.
+        raise SettingsError(
+            f"invalid host {settings.host!r}: this version serves requests without authentication, "
+            "so it listens only on a loopback address such as 127.0.0.1; put a reverse proxy with "
+            "authentication in front of it to serve other machines"
+        )
+    if not 0 < settings.port < 65536:
+        raise SettingsError(f"invalid port {settings.port}; use a number from 1 to 65535")
+    if settings.qido_max_results < 1:
+        raise SettingsError(f"invalid qido_max_results {settings.qido_max_results}; use 1 or more")
+    if settings.max_part_size < 1:
+        raise SettingsError(f"invalid max_part_size {settings.max_part_size}; use 1 or more bytes")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingsError(f"invalid log_level {settings.log_level!r}; use debug, info, warning or error")
+    index_url = settings.effective_index_url
+    if not index_url.startswith(("sqlite", "postgresql", "postgres")):
+        raise SettingsError(
+            f"invalid index_url {index_url!r}; use postgresql://user@host:port/database "
+            "or leave it unset for SQLite in the data folder"
+        )
+    if settings.store_url and not settings.store_url.startswith(("s3://", "file://")):
+        raise SettingsError(
+            f"invalid store_url {settings.store_url!r}; use s3://bucket/prefix "
+            "or leave it unset for the objects folder in the data folder"
+        )
+    return settings

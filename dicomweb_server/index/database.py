@@ -1,0 +1,223 @@
+"""Connections to the index database (SQLite by default, PostgreSQL at scale) and its migrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dicomweb_server.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class IndexUnavailable(Exception):
+    """The index database cannot be used; the message names the setting or command to fix it."""
+
+
+class SchemaMismatch(IndexUnavailable):
+    """The database schema is older or newer than this version of the server."""
+
+
+def driver_url(url: str) -> str:
+    """Add the async driver to a database URL: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    raise IndexUnavailable(
+        f"unsupported index database {backend!r} in DICOMWEB_INDEX_URL; use postgresql or sqlite"
+    )
+
+
+class Index:
+    """The index database: a pool of connections and two kinds of transaction.
+
+    :meth:`read` opens a transaction that only reads. :meth:`write` opens one that writes; on
+    SQLite it starts with BEGIN IMMEDIATE, which takes the write lock at once, because a read
+    transaction that later writes can fail with "database is locked" instead of waiting.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            async with connection.begin():
+                yield connection
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            if self.dialect == "sqlite":
+                connection = await connection.execution_options(sqlite_begin="IMMEDIATE")
+            async with connection.begin():
+                yield connection
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Create the engine for the index the settings select, with its pool and timeouts."""
+    url = driver_url(settings.effective_index_url)
+    if url.startswith("sqlite"):
+        return _create_sqlite_engine(url, settings)
+    return create_async_engine(
+        url,
+        pool_size=settings.index_pool_size,
+        max_overflow=settings.index_max_overflow,
+        pool_timeout=settings.index_timeout,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": settings.index_timeout,
+            "command_timeout": settings.index_timeout,
+            "server_settings": {"application_name": "dicomweb-server"},
+        },
+    )
+
+
+def _create_sqlite_engine(url: str, settings: Settings) -> AsyncEngine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        url,
+        pool_size=settings.index_pool_size,
+        max_overflow=settings.index_max_overflow,
+        pool_timeout=settings.index_timeout,
+        connect_args={"timeout": settings.index_timeout},
+    )
+    busy_timeout_ms = int(settings.index_timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def configure_connection(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite starts transactions on its own and defers them; turning that off lets the
+        # "begin" hook below choose DEFERRED or IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode = WAL",
+            # FULL syncs the write-ahead log at every commit, so an acknowledged store survives
+            # a power failure; NORMAL would only sync at checkpoints.
+            "synchronous = FULL",
+            "foreign_keys = ON",
+            f"busy_timeout = {busy_timeout_ms}",
+            # QIDO wildcard matching is case-sensitive except for person names, which the index
+            # keeps folded; SQLite's LIKE would otherwise ignore ASCII case.
+            "case_sensitive_like = ON",
+            "temp_store = MEMORY",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def begin_transaction(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "dicomweb_server.index:migrations")
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+
+async def has_tables(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    return bool(names)
+
+
+async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
+    """Apply every migration the database lacks; return the revisions before and after."""
+    before = await current_revision(engine)
+
+    def upgrade(connection: Connection) -> None:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with engine.connect() as connection:
+        async with connection.begin():
+            await connection.run_sync(upgrade)
+    return before, head_revision()
+
+
+async def open_index(settings: Settings, *, migrate_empty_embedded: bool = True) -> Index:
+    """Connect to the index and check its schema.
+
+    A new, empty SQLite index in the data folder is created on the spot, so the embedded
+    default needs no extra step. Any other database must be brought to the current schema
+    with ``dicomweb-server migrate`` first.
+
+    Raises
+    ------
+    IndexUnavailable
+        When the database cannot be reached; the message names DICOMWEB_INDEX_URL.
+    SchemaMismatch
+        When the schema is missing, older or newer than this server; the message says to run
+        ``dicomweb-server migrate``.
+    """
+    engine = create_engine(settings)
+    try:
+        revision = await current_revision(engine)
+        if (
+            revision is None
+            and settings.uses_embedded_index
+            and migrate_empty_embedded
+            and not await has_tables(engine)
+        ):
+            before, after = await migrate(engine)
+            logger.info("Index: created the schema (revision %s) in the embedded SQLite database", after)
+            revision = after
+    except (OperationalError, DBAPIError, OSError) as error:
+        await engine.dispose()
+        raise IndexUnavailable(_describe_connection_error(settings, error)) from error
+    except BaseException:
+        await engine.dispose()
+        raise
+
+    head = head_revision()
+    if revision != head:
+        await engine.dispose()
+        state = "has no schema" if revision is None else f"is at schema revision {revision}"
+        raise SchemaMismatch(
+            f"the index database {state}, and this server needs revision {head}; "
+            "run `dicomweb-server migrate` with the same settings, then start the server again"
+        )
+    return Index(engine)
+
+
+def _describe_connection_error(settings: Settings, error: BaseException) -> str:
+    where = make_url(settings.effective_index_url).render_as_string(hide_password=True)
+    detail = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return f"cannot open the index database {where} (DICOMWEB_INDEX_URL): {detail}"

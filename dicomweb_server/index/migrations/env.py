@@ -1,0 +1,15 @@
+"""Alembic environment: migrations run on a connection handed over by ``index.migrate``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from dicomweb_server.index.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `dicomweb-server migrate`, which opens the connection")
+
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

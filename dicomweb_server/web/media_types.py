@@ -1,0 +1,13 @@
+"""Media types of PS3.18 8.7 used by the routes."""
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+MULTIPART_RELATED = "multipart/related"
+JPEG = "image/jpeg"
+PNG = "image/png"
+GIF = "image/gif"
+WADL = "application/vnd.sun.wadl+xml"
+ZIP = "application/zip"

@@ -1,0 +1,47 @@
+"""The DICOMweb resource paths (PS3.18 Annex H), composed along the Study, Series, Instance hierarchy."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+
+from dicomweb_server.web import capabilities, frames, qido, stow, wado
+from dicomweb_server.web.urls import DICOMWEB_PREFIX
+
+STUDIES = "/studies"
+STUDY = STUDIES + "/{study_instance_uid}"
+STUDY_SERIES = STUDY + "/series"
+SERIES = STUDY_SERIES + "/{series_instance_uid}"
+SERIES_INSTANCES = SERIES + "/instances"
+INSTANCE = SERIES_INSTANCES + "/{sop_instance_uid}"
+STUDY_INSTANCES = STUDY + "/instances"
+FRAMES = INSTANCE + "/frames/{frame_list}"
+BULKDATA = INSTANCE + "/bulkdata/{attribute_path:path}"
+METADATA = "/metadata"
+ALL_SERIES = "/series"
+ALL_INSTANCES = "/instances"
+
+DICOMWEB_ROUTES: list[BaseRoute] = [
+    Route("/", capabilities.retrieve_capabilities, methods=["OPTIONS"], name="RetrieveCapabilities"),
+    Route(STUDIES, qido.search_for_studies, methods=["GET"], name="SearchForStudies"),
+    Route(STUDIES, stow.store_instances, methods=["POST"], name="StoreInstances"),
+    Route(ALL_SERIES, qido.search_for_series, methods=["GET"], name="SearchForSeries"),
+    Route(ALL_INSTANCES, qido.search_for_instances, methods=["GET"], name="SearchForInstances"),
+    Route(STUDY, wado.retrieve_study, methods=["GET"], name="RetrieveStudy"),
+    Route(STUDY, stow.store_instances, methods=["POST"], name="StoreStudyInstances"),
+    Route(STUDY + METADATA, wado.retrieve_study_metadata, methods=["GET"], name="RetrieveStudyMetadata"),
+    Route(STUDY_SERIES, qido.search_for_series, methods=["GET"], name="SearchForStudySeries"),
+    Route(STUDY_INSTANCES, qido.search_for_instances, methods=["GET"], name="SearchForStudyInstances"),
+    Route(SERIES, wado.retrieve_series, methods=["GET"], name="RetrieveSeries"),
+    Route(SERIES + METADATA, wado.retrieve_series_metadata, methods=["GET"], name="RetrieveSeriesMetadata"),
+    Route(SERIES_INSTANCES, qido.search_for_instances, methods=["GET"], name="SearchForSeriesInstances"),
+    Route(INSTANCE, wado.retrieve_instance, methods=["GET"], name="RetrieveInstance"),
+    Route(
+        INSTANCE + METADATA, wado.retrieve_instance_metadata, methods=["GET"], name="RetrieveInstanceMetadata"
+    ),
+    Route(FRAMES, frames.retrieve_frames, methods=["GET"], name="RetrieveFrames"),
+    Route(BULKDATA, frames.retrieve_bulkdata, methods=["GET"], name="RetrieveBulkdata"),
+]
+
+
+def dicomweb_mount() -> Mount:
+    return Mount(DICOMWEB_PREFIX, routes=DICOMWEB_ROUTES)
