@@ -75,7 +75,7 @@ def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture
 def client(server: ServerProcess) -> DICOMwebClient:
-    return DICOMwebClient(server.dicomweb)
+    return DICOMwebClient(server.dicomweb, headers=dict(server.headers))
 
 
 @pytest.fixture

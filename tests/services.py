@@ -68,6 +68,8 @@ class ServerProcess:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    headers: dict[str, str] = field(default_factory=dict)
+    """Headers every request to this server needs (its credentials); merge them into raw requests."""
 
     @property
     def dicomweb(self) -> str:

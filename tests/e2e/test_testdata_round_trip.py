@@ -66,7 +66,7 @@ def _store_one(client: DICOMwebClient, raw: bytes) -> tuple[int, dict[str, Any]]
 @pytest.fixture(scope="module")
 def stored(server: ServerProcess) -> list[StoredFile]:
     """Store every readable test file, one STOW-RS request each, in manifest order."""
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     results = []
     for entry in _readable_entries():
         path = path_of(entry)
@@ -104,7 +104,7 @@ def test_store_testdata_outcomes_follow_the_data(stored: list[StoredFile]) -> No
 
 
 def test_store_same_file_twice_keeps_one_copy(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     first = next(item for item in stored if item.outcome == "stored")
     status, body = _store_one(client, first.original)
     assert status == 200
@@ -136,7 +136,7 @@ def _retrieve_stored_bytes(client: DICOMwebClient, dataset: Dataset) -> bytes:
 def test_retrieve_with_any_transfer_syntax_returns_stored_bytes(
     server: ServerProcess, stored: list[StoredFile]
 ) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     for item in stored:
         if item.outcome != "stored":
             continue
@@ -174,7 +174,7 @@ def _without_bulk(document: dict[str, Any], reference: dict[str, Any]) -> dict[s
 
 
 def test_metadata_equals_original_outside_bulk_data(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     for item in stored:
         if item.outcome != "stored":
             continue
@@ -203,7 +203,7 @@ def _stored_by_study(stored: list[StoredFile]) -> dict[str, list[Dataset]]:
 def test_search_finds_each_study_by_patient_id_with_right_counts(
     server: ServerProcess, stored: list[StoredFile]
 ) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     for study_uid, datasets in _stored_by_study(stored).items():
         patient_id = str(datasets[0].get("PatientID", ""))
         if not patient_id:
@@ -224,7 +224,7 @@ def test_search_finds_each_study_by_patient_id_with_right_counts(
 
 
 def test_search_by_wildcard_patient_name(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     studies = _stored_by_study(stored)
     for study_uid, datasets in studies.items():
         name = str(datasets[0].get("PatientName", "")).split("=")[0]
@@ -237,7 +237,7 @@ def test_search_by_wildcard_patient_name(server: ServerProcess, stored: list[Sto
 
 
 def test_search_by_study_date_range(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     for study_uid, datasets in _stored_by_study(stored).items():
         date = str(datasets[0].get("StudyDate", ""))
         if len(date) != 8:
@@ -255,7 +255,7 @@ def test_search_by_study_date_range(server: ServerProcess, stored: list[StoredFi
 
 
 def test_search_by_modalities_in_study(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     for study_uid, datasets in _stored_by_study(stored).items():
         series: dict[str, str] = {}
         for dataset in datasets:
@@ -268,7 +268,7 @@ def test_search_by_modalities_in_study(server: ServerProcess, stored: list[Store
 
 
 def test_paging_covers_every_study_once(server: ServerProcess, stored: list[StoredFile]) -> None:
-    client = DICOMwebClient(server.dicomweb)
+    client = DICOMwebClient(server.dicomweb, headers=dict(server.headers))
     everything = [study["0020000D"]["Value"][0] for study in client.search_for_studies(limit=1000)]
     assert set(_stored_by_study(stored)) <= set(everything)
     paged: list[str] = []
