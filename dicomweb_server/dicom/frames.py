@@ -21,17 +21,35 @@ from pydicom.uid import UID
 
 from dicomweb_server.dicom.transfer import lookup
 
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class NoPixelData(LookupError):
+    """The stored instance has no pixel data, so it has no frames."""
+
+
+class FrameDecodeError(ValueError):
+    """A stored frame that cannot be decoded to native pixels; the message names the cause."""
+
 
 def decode_frame(frame: bytes, transfer_syntax_uid: str, pixel_attributes: dict[str, Any]) -> bytes:
     """Decode one compressed frame to native little endian pixel bytes.
 
     Colour frames compressed as YCbCr come back as RGB, pixel-interleaved, which is what
     decoders produce and what viewers expect of uncompressed frames.
+
+    Raises
+    ------
+    FrameDecodeError
+        When the decoder rejects the frame, such as a corrupt codestream stored as received.
     """
     dataset = _frame_dataset(pixel_attributes, transfer_syntax_uid)
     dataset.PixelData = encapsulate([frame])
-    decoder = get_decoder(UID(transfer_syntax_uid))
-    array, _ = decoder.as_array(dataset, index=0, as_rgb=True)
+    try:
+        decoder = get_decoder(UID(transfer_syntax_uid))
+        array, _ = decoder.as_array(dataset, index=0, as_rgb=True)
+    except Exception as error:  # noqa: BLE001 - decoders raise many types for bad codestreams
+        raise FrameDecodeError(f"the frame cannot be decoded ({type(error).__name__}: {error})") from error
     return _little_endian_bytes(array)
 
 
@@ -65,16 +83,30 @@ def read_frames_from_file(path: Path, frame_numbers: Sequence[int], native: bool
     native
         True for uncompressed little endian pixels; False for the frames as stored, which for
         encapsulated pixel data are the compressed bitstreams.
+
+    Raises
+    ------
+    NoPixelData
+        When the file has no pixel data element.
+    FrameDecodeError
+        When the pixel data cannot be cut into frames or decoded.
     """
     dataset = dcmread(path)
+    if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
+        raise NoPixelData("the instance has no pixel data")
     syntax = lookup(str(dataset.file_meta.TransferSyntaxUID))
     encapsulated = syntax is not None and syntax.encapsulated
     count = int(dataset.get("NumberOfFrames") or 1)
 
-    if encapsulated and not native:
-        frames = list(generate_frames(dataset.PixelData, number_of_frames=count))
-        return [frames[number - 1] for number in frame_numbers]
-    return [_native_frame(dataset, number - 1) for number in frame_numbers]
+    try:
+        if encapsulated and not native:
+            frames = list(generate_frames(dataset.PixelData, number_of_frames=count))
+            return [frames[number - 1] for number in frame_numbers]
+        return [_native_frame(dataset, number - 1) for number in frame_numbers]
+    except Exception as error:  # noqa: BLE001 - decoders raise many types for bad pixel data
+        raise FrameDecodeError(
+            f"the pixel data cannot be decoded ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _native_frame(dataset: Dataset, index: int) -> bytes:

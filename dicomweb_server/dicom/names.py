@@ -31,16 +31,29 @@ class PersonNameForms:
 
 
 def fold(text: str) -> str:
-    """Fold text for case- and accent-insensitive comparison ("Müller" becomes "muller")."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not _is_latin_accent(ch))
-    return unicodedata.normalize("NFC", stripped).casefold()
+    """Fold text for case- and accent-insensitive comparison ("Müller" becomes "muller").
+
+    Accents are removed from Latin and Greek letters only. In other scripts a combining mark
+    can make a different letter: Cyrillic "й" is not an accented "и", and the voicing marks of
+    Japanese kana turn "た" into "だ".
+    """
+    kept: list[str] = []
+    base = ""
+    for character in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(character):
+            if _is_latin_or_greek(base) and "\u0300" <= character <= "\u036f":
+                continue
+        else:
+            base = character
+        kept.append(character)
+    return unicodedata.normalize("NFC", "".join(kept)).casefold()
 
 
-def _is_latin_accent(character: str) -> bool:
-    # Only the Combining Diacritical Marks block is removed: the voicing marks of Japanese kana
-    # (U+3099, U+309A) also decompose, but removing them would turn one name into another.
-    return "\u0300" <= character <= "\u036f"
+def _is_latin_or_greek(character: str) -> bool:
+    if not character:
+        return False
+    code = ord(character)
+    return code < 0x0250 or 0x0370 <= code < 0x0400 or 0x1E00 <= code < 0x2000
 
 
 def fold_group(group: str) -> str:

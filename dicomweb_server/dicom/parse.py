@@ -263,12 +263,15 @@ def dataset_to_json(
     base_uri: str,
     bulkdata: dict[str, BulkDataLocation] | None = None,
     path_prefix: str = "",
+    stream_offset: int = 0,
 ) -> dict[str, Any]:
     """Convert a data set to DICOM JSON, giving long binary values as BulkDataURIs.
 
     Each BulkDataURI is ``{base_uri}/bulkdata/{path}``, where ``path`` lists the tags and
     item indices leading to the element ("00880200/0/7FE00010"). When ``bulkdata`` is given, the
-    file position of each such value is recorded in it under the same path.
+    file position of each such value is recorded in it under the same path. ``stream_offset`` is
+    the file position at which pydicom's positions for the elements of ``dataset`` start (see
+    :func:`_items_offset`).
     """
     result: dict[str, Any] = {}
     for tag in sorted(dataset.keys()):
@@ -278,7 +281,7 @@ def dataset_to_json(
         raw = dataset.get_item(tag, keep_deferred=True)
         if raw is None:
             continue
-        location = _raw_location(raw)
+        location = _raw_location(raw, stream_offset)
         deferred = _deferred_bulk_vr(raw)
         if deferred is not None:
             result[f"{tag:08X}"] = {"vr": deferred, "BulkDataURI": f"{base_uri}/bulkdata/{path}"}
@@ -289,7 +292,8 @@ def dataset_to_json(
         try:
             element = dataset[tag]
             if element.VR == "SQ":
-                result[f"{tag:08X}"] = _sequence_to_json(element, base_uri, bulkdata, path)
+                items_offset = _items_offset(raw, stream_offset)
+                result[f"{tag:08X}"] = _sequence_to_json(element, base_uri, bulkdata, path, items_offset)
                 continue
             result[f"{tag:08X}"] = element.to_json_dict(
                 _bulk_handler(base_uri, path, location, bulkdata), BULK_DATA_THRESHOLD
@@ -316,18 +320,36 @@ def _describe_path(path: str) -> str:
 
 
 def _sequence_to_json(
-    element: DataElement, base_uri: str, bulkdata: dict[str, BulkDataLocation] | None, path: str
+    element: DataElement,
+    base_uri: str,
+    bulkdata: dict[str, BulkDataLocation] | None,
+    path: str,
+    items_offset: int,
 ) -> dict[str, Any]:
     items = [
-        dataset_to_json(item, base_uri, bulkdata, f"{path}/{index}/")
+        dataset_to_json(item, base_uri, bulkdata, f"{path}/{index}/", items_offset)
         for index, item in enumerate(element.value)
     ]
     return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
 
 
-def _raw_location(raw: DataElement | RawDataElement) -> tuple[int, int] | None:
-    if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
-        return raw.value_tell, raw.length
+def _items_offset(raw: DataElement | RawDataElement, stream_offset: int) -> int:
+    """Return the file position at which pydicom's positions inside a sequence's items start.
+
+    pydicom keeps a sequence of defined length as raw bytes and parses its items later from a
+    buffer holding only the sequence value, so positions inside the items count from the start
+    of that value. A sequence of undefined length is parsed in place while the data set is read,
+    so positions inside its items count from the same point as the sequence's own.
+    """
+    if isinstance(raw, RawDataElement):
+        return stream_offset + raw.value_tell
+    return stream_offset
+
+
+def _raw_location(raw: DataElement | RawDataElement, stream_offset: int) -> tuple[int, int] | None:
+    """Return the file position and length of a value not yet parsed; the length may be undefined."""
+    if isinstance(raw, RawDataElement):
+        return stream_offset + raw.value_tell, raw.length
     return None
 
 

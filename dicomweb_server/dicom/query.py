@@ -71,6 +71,21 @@ class Condition:
     low: str | None = None
     high: str | None = None
     empty_matches: bool = False
+    time_key: MatchingKey | None = None
+    """For a date range combined with its time attribute: the TM key. The bounds then hold the
+    date followed by the time ("20230531150000.000000")."""
+
+
+DATE_TIME_PAIRS = {
+    "StudyDate": "StudyTime",
+    "SeriesDate": "SeriesTime",
+    "PerformedProcedureStepStartDate": "PerformedProcedureStepStartTime",
+    "ContentDate": "ContentTime",
+}
+"""DA attributes and the TM attribute that completes each into a point in time."""
+
+_MIDNIGHT = "000000.000000"
+_END_OF_DAY = "235959.999999"
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ def parse_search(
 
     return SearchQuery(
         level=level,
-        conditions=tuple(conditions),
+        conditions=tuple(_combine_dates_and_times(conditions)),
         include_tags=frozenset(include_tags),
         include_all=controls.include_all,
         fuzzy=controls.fuzzy,
@@ -155,6 +170,27 @@ def parse_search(
         offset=controls.offset,
         warnings=tuple(warnings),
     )
+
+
+def _combine_dates_and_times(conditions: list[Condition]) -> list[Condition]:
+    """Match a date key and its time key as one date-time range (PS3.18 8.3.4.1, PS3.4 C.2.2.2.5.1).
+
+    "StudyDate=20230531-20230601&StudyTime=150000-235959" selects from 31 May 15:00 to 1 June
+    23:59:59.999999, not the afternoons of both days. A time key without its date key, or a
+    date key without its time key, is matched alone.
+    """
+    by_path = {condition.key.path: condition for condition in conditions}
+    combined = list(conditions)
+    for date_path, time_path in DATE_TIME_PAIRS.items():
+        date, time = by_path.get(date_path), by_path.get(time_path)
+        if date is None or time is None or date.empty_matches or time.empty_matches:
+            continue
+        low = date.low + (time.low or _MIDNIGHT) if date.low else None
+        high = date.high + (time.high or _END_OF_DAY) if date.high else None
+        combined.remove(date)
+        combined.remove(time)
+        combined.append(Condition(date.key, MatchKind.RANGE, low=low, high=high, time_key=time.key))
+    return combined
 
 
 @dataclass
@@ -222,9 +258,13 @@ def _resolve_attribute(name: str, parameter: str | None = None) -> tuple[int, ..
             continue
         tag = tag_for_keyword(part)
         if tag is None:
-            where = f"includefield value {name!r}" if parameter else f"query parameter {name!r}"
+            if parameter:
+                raise QueryError(
+                    f"Invalid search: unknown includefield value {name!r}; use all, a DICOM keyword "
+                    "(PatientName) or a tag as eight hexadecimal digits (00100010)"
+                )
             raise QueryError(
-                f"Invalid search: unknown {where}; use a DICOM keyword (PatientName), "
+                f"Invalid search: unknown query parameter {name!r}; use a DICOM keyword (PatientName), "
                 "a tag as eight hexadecimal digits (00100010), or one of "
                 f"{', '.join(sorted(_CONTROL_PARAMETERS))}"
             )
@@ -238,9 +278,15 @@ def _returnable_tag(name: str, tags: tuple[int, ...], value: str, level: QueryLe
         return tags[0]
     supported = ", ".join(key.path for key in MATCHING_KEYS.values() if key.level.depth <= level.depth)
     raise QueryError(
-        f"Invalid search: matching on {name} ({describe(tags[-1])}) is not supported; "
+        f"Invalid search: matching on {_name_attribute(name, tags)} is not supported; "
         f"give it as includefield to have it returned, or match on one of: {supported}"
     )
+
+
+def _name_attribute(name: str, tags: tuple[int, ...]) -> str:
+    """Name the attribute of a parameter once: "InstitutionName (0008,0080)"."""
+    described = describe(tags[-1])
+    return described if len(tags) == 1 else f"{name} ({described})"
 
 
 def _check_level(name: str, key: MatchingKey, level: QueryLevel) -> None:
@@ -279,8 +325,9 @@ def _uid_condition(name: str, key: MatchingKey, value: str) -> Condition:
     for uid in uids:
         check = check_uid(uid)
         if not check.usable:
+            where = f"value {uid!r}" if uid == value else f"value {value!r} contains {uid!r}, which"
             raise QueryError(
-                f"Invalid search: {name} value {uid!r} is not a UID ({check.reason}); "
+                f"Invalid search: {name} {where} is not a UID ({check.reason}); "
                 "give one UID or a list separated by commas or backslashes"
             )
     kind = MatchKind.SINGLE_VALUE if len(uids) == 1 else MatchKind.VALUE_LIST
@@ -299,8 +346,8 @@ def _range_or_single(name: str, key: MatchingKey, value: str) -> Condition:
             f"Invalid search: {name} value {value!r} is a range with no bounds; "
             "give at least one of the two dates or times"
         )
-    low = _normalize_bound(name, key, first, Bound.LOWER) if first else None
-    high = _normalize_bound(name, key, second, Bound.UPPER) if second else None
+    low = _normalize_bound(name, key, first, Bound.LOWER, value) if first else None
+    high = _normalize_bound(name, key, second, Bound.UPPER, value) if second else None
     if low and high and low > high:
         raise QueryError(
             f"Invalid search: {name} range {value!r} ends before it starts; give the earlier bound first"
@@ -309,9 +356,9 @@ def _range_or_single(name: str, key: MatchingKey, value: str) -> Condition:
 
 
 def _is_datetime_offset_only(value: str) -> bool:
-    # A DT value may carry a negative UTC offset ("20240101-0500"); a range has a "-" that is
-    # not followed by exactly four digits at the end of the value.
-    return bool(re.fullmatch(r"\d{4,14}(\.\d{1,6})?-\d{4}", value))
+    # A DT value may carry a negative UTC offset ("20240101-0500"). A "-" followed by four digits
+    # that are not an offset (hours 00 to 14) starts the upper bound of a range ("2024-2025").
+    return bool(re.fullmatch(r"\d{4,14}(\.\d{1,6})?-(0\d|1[0-4])[0-5]\d", value))
 
 
 def _split_range(value: str, vr: str) -> tuple[str, str, str]:
@@ -335,12 +382,13 @@ _FORMATS = {
 }
 
 
-def _normalize_bound(name: str, key: MatchingKey, text: str, bound: Bound) -> str:
+def _normalize_bound(name: str, key: MatchingKey, text: str, bound: Bound, whole: str | None = None) -> str:
     normalized = _NORMALIZERS[key.vr](text, bound)
     if normalized is None:
+        where = f"range {whole!r} has the bound {text!r}, which" if whole else f"value {text!r}"
         raise QueryError(
-            f"Invalid search: {name} value {text!r} is not a DICOM {key.vr} value "
-            f"({_FORMATS[key.vr]}) or a range of two such values separated by '-'"
+            f"Invalid search: {name} {where} is not a DICOM {key.vr} value "
+            f"({_FORMATS[key.vr]}); give one such value or a range of two separated by '-'"
         )
     return normalized
 

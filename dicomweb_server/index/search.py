@@ -92,6 +92,7 @@ async def search(
     query: SearchQuery,
     visibility: ColumnElement[bool],
     max_results: int,
+    parent_levels: frozenset[QueryLevel] = frozenset(),
 ) -> SearchPage:
     """Run a search and return one page of results.
 
@@ -101,6 +102,10 @@ async def search(
         A predicate on the ``study`` table that is true for the studies the requester may see.
     max_results
         The most results one response returns, whatever ``query.limit`` asks for.
+    parent_levels
+        Levels above ``query.level`` whose computed attributes (ModalitiesInStudy and the
+        related series and instance counts) each result needs, because the response repeats
+        the attributes of those levels (PS3.18 10.6.3.3).
     """
     limit = min(query.limit if query.limit is not None else max_results, max_results)
     builders = {
@@ -119,7 +124,26 @@ async def search(
         results = await _series_results(connection, rows)
     else:
         results = await _instance_results(connection, rows, _needs_instance_metadata(query))
+    await _add_parent_counts(connection, query.level, parent_levels, rows, results)
     return SearchPage(results, more)
+
+
+async def _add_parent_counts(
+    connection: AsyncConnection,
+    level: QueryLevel,
+    parent_levels: frozenset[QueryLevel],
+    rows: Sequence[Any],
+    results: list[SearchResult],
+) -> None:
+    """Fill in the computed attributes of the study and series above each series or instance."""
+    if QueryLevel.SERIES in parent_levels and level is QueryLevel.INSTANCE:
+        counts = await _series_counts(connection, [row.series_key for row in rows])
+        for row, result in zip(rows, results, strict=True):
+            result.number_of_series_related_instances = counts[row.series_key]
+    if QueryLevel.STUDY in parent_levels and level is not QueryLevel.STUDY:
+        summaries = await _study_summaries(connection, [row.study_key for row in rows])
+        for row, result in zip(rows, results, strict=True):
+            summaries[row.study_key].apply(result)
 
 
 def _where(query: SearchQuery, visibility: ColumnElement[bool]) -> list[ColumnElement[bool]]:
@@ -144,6 +168,7 @@ def _search_series(query: SearchQuery, visibility: ColumnElement[bool]) -> Selec
             series.c.series_key,
             series.c.series_instance_uid,
             series.c.attributes,
+            study.c.study_key,
             study.c.study_instance_uid,
             study.c.attributes.label("study_attributes"),
         )
@@ -165,8 +190,10 @@ def _search_instances(query: SearchQuery, visibility: ColumnElement[bool]) -> Se
             instance.c.bits_allocated,
             instance.c.number_of_frames,
             instance.c.transfer_syntax_uid,
+            series.c.series_key,
             series.c.series_instance_uid,
             series.c.attributes.label("series_attributes"),
+            study.c.study_key,
             study.c.study_instance_uid,
             study.c.attributes.label("study_attributes"),
         )
@@ -202,6 +229,10 @@ def _compile(condition: Condition) -> ColumnElement[bool]:
         return exists().where(series_request.c.series_key == series.c.series_key, _match(column, condition))
     if path in PERSON_NAME_PREFIXES:
         return _person_name(PERSON_NAME_PREFIXES[path], condition)
+    if condition.time_key is not None:
+        # A missing time leaves the bare date, which sorts before every time of that day.
+        moment = COLUMNS[path] + func.coalesce(COLUMNS[condition.time_key.path], "")
+        return _match(moment, condition)
     column = COLUMNS[path]
     return _with_empty(column, condition, _match(column, condition, integer=path in INTEGER_KEYS))
 
@@ -286,49 +317,72 @@ def _needs_instance_metadata(query: SearchQuery) -> bool:
     )
 
 
-async def _study_results(connection: AsyncConnection, rows: Sequence[Any]) -> list[SearchResult]:
-    keys = [row.study_key for row in rows]
-    modalities: dict[int, set[str]] = defaultdict(set)
-    series_counts: dict[int, int] = defaultdict(int)
-    instance_counts: dict[int, int] = defaultdict(int)
-    if keys:
-        for study_key, modality, count in await connection.execute(
-            select(series.c.study_key, series.c.modality, func.count())
-            .where(series.c.study_key.in_(keys))
-            .group_by(series.c.study_key, series.c.modality)
-        ):
-            series_counts[study_key] += count
-            if modality:
-                modalities[study_key].add(modality)
-        for study_key, count in await connection.execute(
-            select(instance.c.study_key, func.count())
-            .where(instance.c.study_key.in_(keys))
-            .group_by(instance.c.study_key)
-        ):
-            instance_counts[study_key] = count
+@dataclass
+class _StudySummary:
+    """The computed study attributes: ModalitiesInStudy and the related series and instance counts."""
 
-    return [
-        SearchResult(
-            study_instance_uid=row.study_instance_uid,
-            study_attributes=orjson.loads(row.attributes),
-            modalities_in_study=sorted(modalities[row.study_key]),
-            number_of_study_related_series=series_counts[row.study_key],
-            number_of_study_related_instances=instance_counts[row.study_key],
+    modalities: set[str] = field(default_factory=set)
+    series: int = 0
+    instances: int = 0
+
+    def apply(self, result: SearchResult) -> None:
+        result.modalities_in_study = sorted(self.modalities)
+        result.number_of_study_related_series = self.series
+        result.number_of_study_related_instances = self.instances
+
+
+async def _study_summaries(
+    connection: AsyncConnection, study_keys: Sequence[int]
+) -> dict[int, _StudySummary]:
+    summaries: dict[int, _StudySummary] = defaultdict(_StudySummary)
+    keys = list(set(study_keys))
+    if not keys:
+        return summaries
+    for study_key, modality, count in await connection.execute(
+        select(series.c.study_key, series.c.modality, func.count())
+        .where(series.c.study_key.in_(keys))
+        .group_by(series.c.study_key, series.c.modality)
+    ):
+        summaries[study_key].series += count
+        if modality:
+            summaries[study_key].modalities.add(modality)
+    for study_key, count in await connection.execute(
+        select(instance.c.study_key, func.count())
+        .where(instance.c.study_key.in_(keys))
+        .group_by(instance.c.study_key)
+    ):
+        summaries[study_key].instances = count
+    return summaries
+
+
+async def _series_counts(connection: AsyncConnection, series_keys: Sequence[int]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    keys = list(set(series_keys))
+    if not keys:
+        return counts
+    for series_key, count in await connection.execute(
+        select(instance.c.series_key, func.count())
+        .where(instance.c.series_key.in_(keys))
+        .group_by(instance.c.series_key)
+    ):
+        counts[series_key] = count
+    return counts
+
+
+async def _study_results(connection: AsyncConnection, rows: Sequence[Any]) -> list[SearchResult]:
+    summaries = await _study_summaries(connection, [row.study_key for row in rows])
+    results = []
+    for row in rows:
+        result = SearchResult(
+            study_instance_uid=row.study_instance_uid, study_attributes=orjson.loads(row.attributes)
         )
-        for row in rows
-    ]
+        summaries[row.study_key].apply(result)
+        results.append(result)
+    return results
 
 
 async def _series_results(connection: AsyncConnection, rows: Sequence[Any]) -> list[SearchResult]:
-    keys = [row.series_key for row in rows]
-    counts: dict[int, int] = defaultdict(int)
-    if keys:
-        for series_key, count in await connection.execute(
-            select(instance.c.series_key, func.count())
-            .where(instance.c.series_key.in_(keys))
-            .group_by(instance.c.series_key)
-        ):
-            counts[series_key] = count
+    counts = await _series_counts(connection, [row.series_key for row in rows])
     return [
         SearchResult(
             study_instance_uid=row.study_instance_uid,

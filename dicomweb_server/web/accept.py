@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from dicomweb_server.errors import InvalidRequest
+from dicomweb_server.errors import InvalidRequest, NotAcceptable
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,9 @@ def parse_media_type(text: str) -> MediaRange:
     """
     pieces = list(_split_unquoted(text, ";"))
     full = pieces[0].strip().lower()
+    if full == "*":
+        # Java's HttpURLConnection sends "*; q=.2" in its default Accept header, meaning "*/*".
+        full = "*/*"
     type_, slash, subtype = full.partition("/")
     if not slash or not type_ or not subtype:
         raise InvalidRequest(
@@ -116,6 +119,9 @@ def parse_media_type(text: str) -> MediaRange:
             )
         if name == "q":
             q = _parse_q(value, text)
+        elif name == "type":
+            # The value is a media type, which is case-insensitive like the range itself.
+            parameters[name] = _unquote(value).lower()
         else:
             parameters[name] = _unquote(value)
     return MediaRange(type_, subtype, parameters, q)
@@ -137,22 +143,66 @@ def parse_accept(header: str) -> list[MediaRange]:
     """Parse an Accept header into media ranges, the most preferred first.
 
     Ranges are ordered by weight; among equal weights the order of the header is kept. Ranges
-    with q=0 are dropped, since they say what the client refuses.
+    with q=0 are dropped, because q=0 marks a media type the client rejects.
+
+    Raises
+    ------
+    InvalidRequest
+        When a range is not a valid media range; :func:`accepted_ranges` ignores such ranges.
     """
     ranges = [parse_media_type(item) for item in _split_unquoted(header, ",") if item.strip()]
-    ranges = [media_range for media_range in ranges if media_range.q > 0]
-    return sorted(ranges, key=lambda media_range: -media_range.q)
+    return _by_preference(ranges)
+
+
+def _valid_ranges(text: str) -> list[MediaRange]:
+    """Parse a list of media ranges, leaving out those that are not valid."""
+    ranges = []
+    for item in _split_unquoted(text, ","):
+        if not item.strip():
+            continue
+        try:
+            ranges.append(parse_media_type(item))
+        except InvalidRequest:
+            continue
+    return _by_preference(ranges)
+
+
+def _by_preference(ranges: list[MediaRange]) -> list[MediaRange]:
+    accepted = [media_range for media_range in ranges if media_range.q > 0]
+    return sorted(accepted, key=lambda media_range: -media_range.q)
 
 
 def accepted_ranges(request: Request) -> list[MediaRange]:
-    """Return the media ranges a request accepts.
+    """Return the media ranges a request accepts, in the order a response type is chosen.
 
-    The ``accept`` query parameter (PS3.18 8.3.3.1), used by links and ``<img>`` elements that
-    cannot set headers, takes precedence over the Accept header. No header means ``*/*``.
+    The ranges of the ``accept`` query parameter (PS3.18 8.3.3.1), used by links and ``<img>``
+    elements that cannot set headers, come first, then those of the Accept header, each list
+    ordered by weight (PS3.18 8.7.8.1). Ranges that are not valid are ignored (PS3.18 8.7.7).
+
+    Raises
+    ------
+    NotAcceptable
+        When the request has neither an Accept header nor the query parameter, for which PS3.18
+        8.7.7 requires a 406, or when none of its ranges is valid.
     """
-    values = request.query_params.getlist("accept")
-    header = ",".join(values) if values else request.headers.get("accept", "")
-    if not header.strip():
+    query = ",".join(request.query_params.getlist("accept"))
+    header = request.headers.get("accept")
+    if header is None and not query:
+        raise NotAcceptable(
+            "the request has no Accept header, which DICOMweb requires for a response with a "
+            "payload; send Accept: */* for the default media type, or name the media type wanted"
+        )
+
+    if header is not None and not header.strip() and not query:
+        # An empty list is allowed by the header's syntax in RFC 9110, and a server may then
+        # send its default representation, as for */*.
         return [ANY]
-    ranges = parse_accept(header)
-    return ranges or [ANY]
+
+    ranges = _valid_ranges(query) + _valid_ranges(header or "")
+    if not ranges:
+        given = ", ".join(text for text in (query, header) if text)
+        raise NotAcceptable(
+            f"no valid media range in {given!r}; write each as type/subtype with optional "
+            'parameters, such as multipart/related; type="application/dicom"'
+        )
+    return ranges

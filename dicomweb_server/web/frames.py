@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb_server.dicom import transfer
-from dicomweb_server.dicom.frames import decode_frame, read_frames_from_file
+from dicomweb_server.dicom.frames import FrameDecodeError, NoPixelData, decode_frame, read_frames_from_file
+from dicomweb_server.dicom.parse import DEFLATED_TRANSFER_SYNTAXES
 from dicomweb_server.dicom.transfer import EXPLICIT_VR_LITTLE_ENDIAN
 from dicomweb_server.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.index.retrieve import InstanceLocation
@@ -28,6 +29,9 @@ from dicomweb_server.web.accept import MediaRange, accepted_ranges
 from dicomweb_server.web.context import state
 from dicomweb_server.web.multipart import Part, new_boundary, write_parts
 from dicomweb_server.web.wado import INSTANCE_LEVEL, find_visible, local_copy
+
+FRAME_BATCH = 8
+"""Frames read from the store at a time."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,10 @@ def negotiate_frames(
     """Pick the first accepted representation this instance's frames can be sent in.
 
     application/octet-stream without a transfer syntax means uncompressed pixels (Explicit VR
-    Little Endian); ``transfer-syntax=*`` and ``*/*`` take the frames as stored; an image media
-    type such as image/jp2 takes them as stored when the stored syntax produces that type.
+    Little Endian), and so does ``*/*``, which PS3.18 8.7.7 makes the default media type of the
+    resource, unless no installed decoder reads the stored syntax. ``transfer-syntax=*`` takes the
+    frames as stored; an image media type such as image/jp2 takes them as stored when the stored
+    syntax produces that type.
     """
     stored = transfer.lookup(location.transfer_syntax_uid)
     encapsulated = stored is not None and stored.encapsulated
@@ -78,6 +84,8 @@ def negotiate_frames(
         inner, syntax = _inner(media_range)
         if inner is None:
             continue
+        if inner == "*/*" and syntax is None and can_decode:
+            return FrameRepresentation(native=True, single_part=single)
         if inner == "*/*" or syntax == transfer.ANY or syntax == location.transfer_syntax_uid:
             return FrameRepresentation(native=not encapsulated, single_part=single)
         if inner == media_types.OCTET_STREAM and syntax in (None, EXPLICIT_VR_LITTLE_ENDIAN) and can_decode:
@@ -117,8 +125,8 @@ async def retrieve_frames(request: Request) -> Response:
     numbers = parse_frame_numbers(request.path_params["frame_list"])
     (location,) = await find_visible(request, INSTANCE_LEVEL)
     frame_count = location.frame_count
-    if location.pixel_layout is None and not _has_pixels(location):
-        raise NotFound(f"instance {location.sop_instance_uid} has no pixel data, so it has no frames")
+    if not _has_pixels(location) and _positions_indexed(location):
+        raise NotFound(_no_pixel_data(location))
     for number in numbers:
         if number > frame_count:
             raise NotFound(
@@ -128,13 +136,21 @@ async def retrieve_frames(request: Request) -> Response:
 
     representation = negotiate_frames(accepted_ranges(request), location, len(numbers))
     store = state(request).store
-    content_type = representation.content_type(location)
     if representation.single_part:
         body = _single(await read_frames(store, location, numbers, representation.native))
-        return StreamingResponse(body, media_type=content_type)
+        return StreamingResponse(body, media_type=representation.content_type(location))
+    return await _multipart_frames(store, location, numbers, representation)
 
+
+async def _multipart_frames(
+    store: ObjectStore, location: InstanceLocation, numbers: list[int], representation: FrameRepresentation
+) -> Response:
+    content_type = representation.content_type(location)
+    # The first frames are read before the response starts, so that an instance without pixel
+    # data or a frame that cannot be decoded is an error status rather than a cut-off body.
+    first = await read_frames(store, location, numbers[:FRAME_BATCH], representation.native)
     boundary = new_boundary()
-    parts = _frame_parts(store, location, numbers, representation, content_type)
+    parts = _frame_parts(store, location, numbers, representation, content_type, first)
     inner = content_type.split(";")[0]
     return StreamingResponse(
         write_parts(parts, boundary),
@@ -150,6 +166,20 @@ def _has_pixels(location: InstanceLocation) -> bool:
     )
 
 
+def _positions_indexed(location: InstanceLocation) -> bool:
+    """Return whether ingest recorded value positions, and with them whether pixel data exists.
+
+    Deflated and big endian instances are indexed without positions, so whether they have pixel
+    data is known only once the stored file is read.
+    """
+    uid = location.transfer_syntax_uid
+    return transfer.is_little_endian(uid) and uid not in DEFLATED_TRANSFER_SYNTAXES
+
+
+def _no_pixel_data(location: InstanceLocation) -> str:
+    return f"instance {location.sop_instance_uid} has no pixel data, so it has no frames"
+
+
 async def _single(frames: list[bytes]) -> AsyncIterator[bytes]:
     for frame in frames:
         yield frame
@@ -161,11 +191,16 @@ async def _frame_parts(
     numbers: list[int],
     representation: FrameRepresentation,
     content_type: str,
+    first: list[bytes],
 ) -> AsyncIterator[Part]:
-    # Frames are read a few at a time, so memory stays bounded for long frame lists.
-    batch = 8
-    for start in range(0, len(numbers), batch):
-        frames = await read_frames(store, location, numbers[start : start + batch], representation.native)
+    """Yield one part per frame, given the frames of the first batch already read."""
+    for frame in first:
+        yield Part(content_type, _single([frame]))
+    # The rest is read a batch at a time, so memory stays bounded for long frame lists.
+    for start in range(FRAME_BATCH, len(numbers), FRAME_BATCH):
+        frames = await read_frames(
+            store, location, numbers[start : start + FRAME_BATCH], representation.native
+        )
         for frame in frames:
             yield Part(content_type, _single([frame]))
 
@@ -173,7 +208,31 @@ async def _frame_parts(
 async def read_frames(
     store: ObjectStore, location: InstanceLocation, numbers: list[int], native: bool
 ) -> list[bytes]:
-    """Read frames by number, decoded to native pixels when ``native`` is true."""
+    """Read frames by number, decoded to native pixels when ``native`` is true.
+
+    Raises
+    ------
+    NotFound
+        When the instance turns out to have no pixel data.
+    NotAcceptable
+        When a frame cannot be decoded; the stored frames can still be sent as they are.
+    """
+    try:
+        return await _read_frames(store, location, numbers, native)
+    except NoPixelData as error:
+        raise NotFound(_no_pixel_data(location)) from error
+    except FrameDecodeError as error:
+        raise NotAcceptable(
+            f"the frames of instance {location.sop_instance_uid}, stored in "
+            f"{transfer.describe(location.transfer_syntax_uid)}, cannot be sent uncompressed: {error}; "
+            f'request them as stored with multipart/related; type="{media_types.OCTET_STREAM}"; '
+            "transfer-syntax=*"
+        ) from error
+
+
+async def _read_frames(
+    store: ObjectStore, location: InstanceLocation, numbers: list[int], native: bool
+) -> list[bytes]:
     layout = location.pixel_layout
     if layout is None:
         async with local_copy(store, location.object_key) as path:
@@ -198,21 +257,18 @@ async def retrieve_bulkdata(request: Request) -> Response:
     """Return the value of one bulk data element, named by the path in its BulkDataURI."""
     path = request.path_params["attribute_path"].strip("/")
     (location,) = await find_visible(request, INSTANCE_LEVEL)
-    _check_octet_stream(accepted_ranges(request))
+    ranges = accepted_ranges(request)
     store = state(request).store
 
     if path == "7FE00010" and location.pixel_layout is not None and location.pixel_layout.encapsulated:
+        # Compressed pixel data is sent one frame per part, negotiated as frames are: as stored
+        # for transfer-syntax=* or the frames' own media type, decoded for application/octet-stream.
         numbers = list(range(1, location.frame_count + 1))
-        representation = FrameRepresentation(native=False, single_part=False)
-        content_type = representation.content_type(location)
-        boundary = new_boundary()
-        parts = _frame_parts(store, location, numbers, representation, content_type)
-        inner = content_type.split(";")[0]
-        return StreamingResponse(
-            write_parts(parts, boundary),
-            media_type=f'{media_types.MULTIPART_RELATED}; type="{inner}"; boundary={boundary}',
-        )
+        negotiated = negotiate_frames(ranges, location, len(numbers))
+        representation = FrameRepresentation(native=negotiated.native, single_part=False)
+        return await _multipart_frames(store, location, numbers, representation)
 
+    _check_octet_stream(ranges)
     body = await _bulk_value(store, location, path)
     boundary = new_boundary()
     parts = _single_part(Part(media_types.OCTET_STREAM, body))

@@ -19,7 +19,7 @@ from dicomweb_server.web.negotiation import require_json
 from dicomweb_server.web.responses import warning_header
 from dicomweb_server.web.urls import dicomweb_root, instance_url, series_url, study_url
 
-MORE_RESULTS = "There are additional results that can be requested with a larger offset"
+MORE_RESULTS = "There are additional results that can be requested"
 
 
 async def search_for_studies(request: Request) -> Response:
@@ -50,10 +50,12 @@ async def _search(request: Request, level: QueryLevel, scope: dict[str, str]) ->
 
     app = state(request)
     visibility = requester_visibility(request)
-    async with app.index.read() as connection:
-        page = await search(connection, query, visibility, app.settings.qido_max_results)
-
     levels = _returned_levels(level, scope)
+    async with app.index.read() as connection:
+        page = await search(
+            connection, query, visibility, app.settings.qido_max_results, frozenset(levels - {level})
+        )
+
     root = dicomweb_root(request)
     body = [_result_dataset(result, query, levels, root) for result in page.results]
 
@@ -103,7 +105,7 @@ def _result_dataset(
     if query.include_all:
         wanted |= {int(key, 16) for key in stored}
 
-    computed = _computed(result, query.level, root)
+    computed = _computed(result, query.level, levels, root)
     dataset: dict[str, Any] = {}
     for tag in sorted(wanted):
         key = f"{tag:08X}"
@@ -131,25 +133,34 @@ def _empty_element(tag: int) -> dict[str, Any] | None:
     return element(vr.split(" or ")[0])
 
 
-def _computed(result: SearchResult, level: QueryLevel, root: str) -> dict[str, Any]:
-    computed: dict[str, Any] = {"00080056": element("CS", "ONLINE")}
-    if level is QueryLevel.STUDY:
-        computed["00081190"] = element("UR", study_url(root, result.study_instance_uid))
+def _computed(result: SearchResult, level: QueryLevel, levels: set[QueryLevel], root: str) -> dict[str, Any]:
+    """Compute the attributes the index does not store, for every level the result carries.
+
+    RetrieveURL is the URL of the searched entity, also where parent attributes are repeated.
+    """
+    computed: dict[str, Any] = {
+        "00080056": element("CS", "ONLINE"),
+        "00081190": _retrieve_url(result, level, root),
+    }
+    if QueryLevel.STUDY in levels:
         computed["00080061"] = element("CS", *result.modalities_in_study)
-        computed["00201206"] = element("IS", result.number_of_study_related_series)
-        computed["00201208"] = element("IS", result.number_of_study_related_instances)
-    elif level is QueryLevel.SERIES:
-        assert result.series_instance_uid is not None
-        computed["00081190"] = element(
-            "UR", series_url(root, result.study_instance_uid, result.series_instance_uid)
-        )
+        if result.number_of_study_related_series is not None:
+            computed["00201206"] = element("IS", result.number_of_study_related_series)
+        if result.number_of_study_related_instances is not None:
+            computed["00201208"] = element("IS", result.number_of_study_related_instances)
+    if QueryLevel.SERIES in levels and result.number_of_series_related_instances is not None:
         computed["00201209"] = element("IS", result.number_of_series_related_instances)
-    else:
-        assert result.series_instance_uid is not None and result.sop_instance_uid is not None
-        computed["00081190"] = element(
-            "UR",
-            instance_url(
-                root, result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
-            ),
-        )
     return computed
+
+
+def _retrieve_url(result: SearchResult, level: QueryLevel, root: str) -> dict[str, Any]:
+    if level is QueryLevel.STUDY:
+        return element("UR", study_url(root, result.study_instance_uid))
+    assert result.series_instance_uid is not None
+    if level is QueryLevel.SERIES:
+        return element("UR", series_url(root, result.study_instance_uid, result.series_instance_uid))
+    assert result.sop_instance_uid is not None
+    return element(
+        "UR",
+        instance_url(root, result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid),
+    )

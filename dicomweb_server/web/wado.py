@@ -149,15 +149,19 @@ async def _retrieve_instances(request: Request, level: tuple[str, ...]) -> Respo
         choices.append((location, syntax))
 
     store = state(request).store
+    converted = None
+    if len(choices) == 1 and choices[0][1] != choices[0][0].transfer_syntax_uid:
+        # One instance is converted before the response starts, so a failure is a status code.
+        converted = await _converted(store, choices[0][0])
     if representation.single_part:
         location, syntax = choices[0]
         return StreamingResponse(
-            _instance_bytes(store, location, syntax),
+            _instance_bytes(store, location, syntax, converted),
             media_type=f"{media_types.DICOM}; transfer-syntax={syntax}",
         )
 
     boundary = new_boundary()
-    parts = _instance_parts(store, choices)
+    parts = _instance_parts(store, choices, converted)
     return StreamingResponse(
         write_parts(parts, boundary),
         media_type=f'{media_types.MULTIPART_RELATED}; type="{media_types.DICOM}"; boundary={boundary}',
@@ -165,21 +169,44 @@ async def _retrieve_instances(request: Request, level: tuple[str, ...]) -> Respo
 
 
 async def _instance_parts(
-    store: ObjectStore, choices: list[tuple[InstanceLocation, str]]
+    store: ObjectStore, choices: list[tuple[InstanceLocation, str]], converted: bytes | None
 ) -> AsyncIterator[Part]:
     for location, syntax in choices:
-        yield Part(f"{media_types.DICOM}; transfer-syntax={syntax}", _instance_bytes(store, location, syntax))
+        body = _instance_bytes(store, location, syntax, converted)
+        yield Part(f"{media_types.DICOM}; transfer-syntax={syntax}", body)
 
 
 async def _instance_bytes(
-    store: ObjectStore, location: InstanceLocation, syntax: str
+    store: ObjectStore, location: InstanceLocation, syntax: str, converted: bytes | None = None
 ) -> AsyncIterator[bytes]:
     if syntax == location.transfer_syntax_uid:
         async for chunk in store.stream(location.object_key):
             yield chunk
         return
+    # NOTE: in a study or series, an instance that fails to convert ends the response at that
+    # point, because the status line has already been sent. The client sees a cut-off body.
+    yield converted if converted is not None else await _converted(store, location)
+
+
+async def _converted(store: ObjectStore, location: InstanceLocation) -> bytes:
+    """Return an instance converted to Explicit VR Little Endian.
+
+    Raises
+    ------
+    NotAcceptable
+        When the conversion fails, such as for a corrupt codestream stored as received; the
+        stored bytes can still be requested with ``transfer-syntax=*``.
+    """
     async with local_copy(store, location.object_key) as path:
-        yield await asyncio.to_thread(transfer.to_explicit_vr_little_endian, path)
+        try:
+            return await asyncio.to_thread(transfer.to_explicit_vr_little_endian, path)
+        except Exception as error:  # noqa: BLE001 - pydicom and its decoders raise many types
+            raise NotAcceptable(
+                f"instance {location.sop_instance_uid}, stored in "
+                f"{transfer.describe(location.transfer_syntax_uid)}, cannot be converted to "
+                f"{transfer.describe(EXPLICIT_VR_LITTLE_ENDIAN)} ({type(error).__name__}: {error}); "
+                "request it as stored with transfer-syntax=*"
+            ) from error
 
 
 class local_copy:  # noqa: N801 - used as a context manager, named like one
