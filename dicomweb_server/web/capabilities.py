@@ -21,11 +21,16 @@ REPRESENTATIONS = {
     "Bulkdata": [media_types.MULTIPART_RELATED],
     "Retrieve": [media_types.MULTIPART_RELATED, media_types.DICOM],
     "Store": [media_types.DICOM_JSON, media_types.JSON],
+    "Rendered": [media_types.JPEG, media_types.PNG, media_types.GIF, "application/pdf"],
+    "Thumbnail": [media_types.JPEG, media_types.PNG, media_types.GIF],
+    "FramesRendered": [media_types.JPEG, media_types.PNG, media_types.GIF, media_types.MULTIPART_RELATED],
 }
 
 
 def _representations(name: str) -> list[str]:
-    for marker in ("Metadata", "Frames", "Bulkdata", "Search", "Store", "Retrieve"):
+    if name.startswith("RetrieveFrames") and name.endswith(("Rendered", "Thumbnail")):
+        return REPRESENTATIONS["FramesRendered"]
+    for marker in ("Rendered", "Thumbnail", "Metadata", "Frames", "Bulkdata", "Search", "Store", "Retrieve"):
         if marker in name:
             return REPRESENTATIONS[marker]
     return []

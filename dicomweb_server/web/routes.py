@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from dicomweb_server.web import capabilities, frames, qido, stow, wado
+from dicomweb_server.web import capabilities, frames, qido, rendered, stow, wado
 from dicomweb_server.web.urls import DICOMWEB_PREFIX
 
 STUDIES = "/studies"
@@ -17,6 +17,8 @@ STUDY_INSTANCES = STUDY + "/instances"
 FRAMES = INSTANCE + "/frames/{frame_list}"
 BULKDATA = INSTANCE + "/bulkdata/{attribute_path:path}"
 METADATA = "/metadata"
+RENDERED = "/rendered"
+THUMBNAIL = "/thumbnail"
 ALL_SERIES = "/series"
 ALL_INSTANCES = "/instances"
 
@@ -40,6 +42,40 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     ),
     Route(FRAMES, frames.retrieve_frames, methods=["GET"], name="RetrieveFrames"),
     Route(BULKDATA, frames.retrieve_bulkdata, methods=["GET"], name="RetrieveBulkdata"),
+    Route(STUDY + RENDERED, rendered.retrieve_study_rendered, methods=["GET"], name="RetrieveStudyRendered"),
+    Route(
+        SERIES + RENDERED, rendered.retrieve_series_rendered, methods=["GET"], name="RetrieveSeriesRendered"
+    ),
+    Route(
+        INSTANCE + RENDERED,
+        rendered.retrieve_instance_rendered,
+        methods=["GET"],
+        name="RetrieveInstanceRendered",
+    ),
+    Route(
+        FRAMES + RENDERED, rendered.retrieve_frames_rendered, methods=["GET"], name="RetrieveFramesRendered"
+    ),
+    Route(
+        STUDY + THUMBNAIL, rendered.retrieve_study_thumbnail, methods=["GET"], name="RetrieveStudyThumbnail"
+    ),
+    Route(
+        SERIES + THUMBNAIL,
+        rendered.retrieve_series_thumbnail,
+        methods=["GET"],
+        name="RetrieveSeriesThumbnail",
+    ),
+    Route(
+        INSTANCE + THUMBNAIL,
+        rendered.retrieve_instance_thumbnail,
+        methods=["GET"],
+        name="RetrieveInstanceThumbnail",
+    ),
+    Route(
+        FRAMES + THUMBNAIL,
+        rendered.retrieve_frames_thumbnail,
+        methods=["GET"],
+        name="RetrieveFramesThumbnail",
+    ),
 ]
 
 
