@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
-from dicomweb_server.index.database import create_engine, migrate
+from dicomweb_server.index.database import IndexUnavailable, migrate_index
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,19 +24,11 @@ def run(arguments: argparse.Namespace) -> int:
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        before, after = asyncio.run(_migrate(settings))
-    except OSError as error:
-        return fail(f"cannot reach the index database (DICOMWEB_INDEX_URL): {error}")
+        before, after = asyncio.run(migrate_index(settings))
+    except IndexUnavailable as error:
+        return fail(str(error))
     if before == after:
         print(f"The index schema is up to date (revision {after}).")
     else:
         print(f"Migrated the index schema from revision {before or 'none'} to {after}.")
     return 0
-
-
-async def _migrate(settings):  # type: ignore[no-untyped-def]
-    engine = create_engine(settings)
-    try:
-        return await migrate(engine)
-    finally:
-        await engine.dispose()

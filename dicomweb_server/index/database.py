@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dicomweb_server.config import Settings
@@ -51,26 +55,71 @@ class Index:
     transaction that later writes can fail with "database is locked" instead of waiting.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._settings = settings
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as connection:
-            async with connection.begin():
+        async with self._connection() as connection:
+            async with _transaction(connection):
                 yield connection
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as connection:
+        async with self._connection() as connection:
             if self.dialect == "sqlite":
                 connection = await connection.execution_options(sqlite_begin="IMMEDIATE")
-            async with connection.begin():
+            async with _transaction(connection):
                 yield connection
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """Take a connection from the pool and give it back, also when the request is cancelled.
+
+        A client that disconnects cancels its request, but the connection must still go back to
+        the pool, or each disconnect would keep one busy until the process ends. The anyio
+        shield covers Starlette's cancellation of a streaming response, and the asyncio shield
+        lets the close finish in the background when the task itself is cancelled.
+        """
+        try:
+            connection = await self.engine.connect()
+        except PoolTimeout as error:
+            raise IndexUnavailable(
+                f"all {self._settings.index_pool_size + self._settings.index_max_overflow} connections "
+                f"to the index database stayed busy for {self._settings.index_timeout} s; raise "
+                "DICOMWEB_INDEX_POOL_SIZE or DICOMWEB_INDEX_MAX_OVERFLOW, or DICOMWEB_INDEX_TIMEOUT"
+            ) from error
+        except (OperationalError, InterfaceError, OSError) as error:
+            raise IndexUnavailable(_describe_connection_error(self._settings, error)) from error
+        try:
+            yield connection
+        finally:
+            with anyio.CancelScope(shield=True):
+                await asyncio.shield(connection.close())
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _transaction(connection: AsyncConnection) -> AsyncIterator[None]:
+    """Run the block in a transaction: commit when it ends normally, roll back when it raises.
+
+    Both are shielded from the cancellation of a disconnected client's request. A commit cut
+    short would leave its outcome unknown, and a cut rollback makes the pool discard the
+    connection instead of reusing it.
+    """
+    transaction = await connection.begin()
+    try:
+        yield
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await transaction.rollback()
+        raise
+    with anyio.CancelScope(shield=True):
+        await transaction.commit()
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -140,10 +189,22 @@ def _alembic_config() -> Config:
     return config
 
 
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = _script_directory().get_current_head()
     assert head is not None
     return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """Return whether ``revision`` is one of this version's migrations."""
+    try:
+        return _script_directory().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -157,19 +218,61 @@ async def has_tables(engine: AsyncEngine) -> bool:
     return bool(names)
 
 
-async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Apply every migration the database lacks; return the revisions before and after."""
+async def migrate(engine: AsyncEngine, target: str = "head") -> tuple[str | None, str]:
+    """Apply every migration the database lacks, up to ``target``; return the revisions before and after.
+
+    All migrations run in one transaction. PostgreSQL and SQLite both roll DDL back with the
+    transaction, so a failed migration leaves the database at its previous revision.
+
+    Raises
+    ------
+    SchemaMismatch
+        When the database is at a revision this version does not know.
+    """
     before = await current_revision(engine)
+    if before is not None and not is_known_revision(before):
+        raise SchemaMismatch(_unknown_revision_message(before))
 
     def upgrade(connection: Connection) -> None:
         config = _alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
 
     async with engine.connect() as connection:
         async with connection.begin():
             await connection.run_sync(upgrade)
-    return before, head_revision()
+    after = await current_revision(engine)
+    assert after is not None
+    return before, after
+
+
+async def migrate_index(settings: Settings) -> tuple[str | None, str]:
+    """Connect to the index the settings select and apply the migrations it lacks (``migrate``).
+
+    Raises
+    ------
+    IndexUnavailable
+        When the database cannot be reached; the message names DICOMWEB_INDEX_URL.
+    SchemaMismatch
+        When the database is at a revision this version does not know.
+    """
+    engine = create_engine(settings)
+    try:
+        try:
+            await current_revision(engine)
+        except (OperationalError, DBAPIError, OSError) as error:
+            raise IndexUnavailable(_describe_connection_error(settings, error)) from error
+        return await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def _unknown_revision_message(revision: str) -> str:
+    return (
+        f"the index database is at schema revision {revision!r}, which this version of dicomweb-server "
+        f"does not know (its newest is {head_revision()!r}); a newer version migrated it, so run "
+        "that version, or restore the database and run `dicomweb-server migrate` of this version"
+    )
 
 
 async def open_index(settings: Settings, *, migrate_empty_embedded: bool = True) -> Index:
@@ -209,12 +312,14 @@ async def open_index(settings: Settings, *, migrate_empty_embedded: bool = True)
     head = head_revision()
     if revision != head:
         await engine.dispose()
-        state = "has no schema" if revision is None else f"is at schema revision {revision}"
+        if revision is not None and not is_known_revision(revision):
+            raise SchemaMismatch(_unknown_revision_message(revision))
+        state = "has no schema" if revision is None else f"is at the older schema revision {revision!r}"
         raise SchemaMismatch(
-            f"the index database {state}, and this server needs revision {head}; "
+            f"the index database {state}, and this server needs revision {head!r}; "
             "run `dicomweb-server migrate` with the same settings, then start the server again"
         )
-    return Index(engine)
+    return Index(engine, settings)
 
 
 def _describe_connection_error(settings: Settings, error: BaseException) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import datetime
 import logging
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from dicomweb_server.config import Settings
+from dicomweb_server.storage.spool import Spool, SpoolCleanup, remove_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ S3_PART_SIZE = 8 * 1024 * 1024
 """Bytes buffered before an S3 multipart upload sends a part (S3 needs at least 5 MiB)."""
 
 KEY_PREFIX = "instances/"
+PROBE_PREFIX = "probes/"
+"""Key prefix of the probe objects that :meth:`ObjectStore.check` writes and deletes.
+
+A crash between the write and the delete leaves a probe object, which the sweep removes.
+"""
 
 
 class StoreError(Exception):
@@ -80,39 +87,64 @@ class ObjectStore:
     """Objects in a local folder or an S3 bucket, addressed by key."""
 
     def __init__(
-        self, store: LocalStore | S3Store, spool_dir: Path, local_root: Path | None, timeout: float
+        self,
+        store: LocalStore | S3Store,
+        spool: Spool,
+        local_root: Path | None,
+        timeout: float,
+        location: str,
     ) -> None:
         self._store = store
-        self._spool_dir = spool_dir
+        self._spool = spool
         self._local_root = local_root
         self._timeout = timeout
+        self.location = location
+        """Where the objects are, for messages: the objects folder, or the bucket, prefix and endpoint."""
 
     @property
     def is_local(self) -> bool:
         return self._local_root is not None
 
     async def check(self) -> None:
-        """Write, read and delete a probe object, so that a wrong setting fails at start.
+        """List the key prefix, then write and delete a probe object, so a wrong setting fails at start.
+
+        The list comes first because some S3-compatible services (SeaweedFS among them) create
+        a missing bucket on the first write, which would hide a mistyped bucket name.
 
         Raises
         ------
         StoreError
             With a message naming the setting to fix.
         """
-        key = f"probes/{uuid.uuid4().hex}"
+        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         try:
+            await asyncio.wait_for(
+                obstore.list_with_delimiter_async(self._store, prefix=KEY_PREFIX), self._timeout
+            )
             await asyncio.wait_for(obstore.put_async(self._store, key, b"probe"), self._timeout)
             await asyncio.wait_for(obstore.delete_async(self._store, key), self._timeout)
         except Exception as error:  # noqa: BLE001 - every failure here means the settings are wrong
-            raise StoreError(_describe_store_error(error)) from error
+            raise StoreError(self._describe_error(error)) from error
+
+    def _describe_error(self, error: BaseException) -> str:
+        if self._local_root is not None:
+            return describe_local_error(error, self._local_root)
+        return describe_s3_error(error, self.location, self._timeout)
 
     async def begin_upload(self) -> Upload:
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
         key = new_key()
-        spool_path = self._spool_dir / f"{uuid.uuid4().hex}.part"
+        spool_path = await asyncio.to_thread(self._spool.new_path)
         if self._local_root is not None:
             return await _LocalUpload.open(key, spool_path, self._local_root)
         return await _S3Upload.open(key, spool_path, self._store, self._timeout)
+
+    def remove_abandoned_spool(self, *, dry_run: bool = False) -> SpoolCleanup:
+        """Remove the spool folders that killed processes left behind (see ``storage.spool``)."""
+        return remove_abandoned(self._spool.root, dry_run=dry_run)
+
+    def close(self) -> None:
+        """Remove this process's spool folder; uploads still open lose their spool files."""
+        self._spool.close()
 
     def local_path(self, key: str) -> Path | None:
         """Return the file of an object in a local store, or None for a remote store."""
@@ -237,7 +269,13 @@ class _LocalUpload:
 
 
 class _S3Upload:
-    """An upload to S3: bytes stream to a multipart upload and to a local spool file for parsing."""
+    """An upload to S3: bytes stream to a multipart upload and to a local spool file for parsing.
+
+    NOTE: a process killed during an upload leaves an incomplete multipart upload in the
+    bucket. It is not an object, so the sweep cannot see it. Its parts take space until they
+    are aborted, and obstore can neither list nor abort them. Give the bucket a lifecycle rule
+    that aborts incomplete multipart uploads after a day.
+    """
 
     def __init__(self, key: str, spool_path: Path, store: S3Store | LocalStore, timeout: float) -> None:
         self.key = key
@@ -366,17 +404,21 @@ def _remove_empty_parents(path: Path, root: Path) -> None:
 
 def open_store(settings: Settings) -> ObjectStore:
     """Build the object store the settings select (a local folder unless ``store_url`` is set)."""
-    spool_dir = settings.effective_spool_dir
+    spool = Spool(settings.effective_spool_dir)
     if not settings.store_url or settings.store_url.startswith("file://"):
         root = (
             Path(settings.store_url.removeprefix("file://"))
             if settings.store_url
             else settings.data_dir / "objects"
         )
-        root.mkdir(parents=True, exist_ok=True)
-        return ObjectStore(LocalStore(root, mkdir=True), spool_dir, root, settings.store_timeout)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(describe_local_error(error, root)) from error
+        return ObjectStore(LocalStore(root, mkdir=True), spool, root, settings.store_timeout, str(root))
 
     bucket, _, prefix = settings.store_url.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
     config: dict[str, object] = {"region": settings.s3_region}
     if settings.s3_endpoint:
         config["endpoint"] = settings.s3_endpoint
@@ -391,31 +433,79 @@ def open_store(settings: Settings) -> ObjectStore:
     }
     store = S3Store(
         bucket,
-        prefix=prefix.strip("/") or None,
+        prefix=prefix or None,
         config=config,  # type: ignore[arg-type]
         client_options=client_options,  # type: ignore[arg-type]
         virtual_hosted_style_request=False,
     )
-    return ObjectStore(store, spool_dir, None, settings.store_timeout)
+    endpoint = settings.s3_endpoint or f"the AWS S3 endpoint of region {settings.s3_region}"
+    location = f"bucket {bucket!r}, prefix {prefix!r}, at {endpoint}"
+    return ObjectStore(store, spool, None, settings.store_timeout, location)
 
 
-def _describe_store_error(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+_S3_ERROR_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_UNREACHABLE_HINTS = ("error sending request", "connection refused", "dns error", "tcp connect", "timed out")
+
+
+def describe_s3_error(error: BaseException, location: str, timeout: float) -> str:
+    """Turn a failed S3 request into a message that names the setting to fix.
+
+    S3 services respond with an error code in an XML body (NoSuchBucket, InvalidAccessKeyId,
+    SignatureDoesNotMatch, AccessDenied, ...); obstore puts that body into its message.
+    """
+    text = str(error)
+    match = _S3_ERROR_CODE.search(text)
+    code = match.group(1) if match else None
     if isinstance(error, TimeoutError):
-        return "the object store did not answer in time; check DICOMWEB_STORE_URL and DICOMWEB_S3_ENDPOINT"
-    lowered = str(error).lower()
-    if "nosuchbucket" in lowered or "bucket" in lowered and "not" in lowered:
-        return f"the bucket named in DICOMWEB_STORE_URL does not exist: {text}"
-    if (
-        "accessdenied" in lowered
-        or "signature" in lowered
-        or "invalidaccesskeyid" in lowered
-        or "403" in lowered
-    ):
         return (
-            "the object store rejected the credentials; check DICOMWEB_S3_ACCESS_KEY_ID and "
-            f"DICOMWEB_S3_SECRET_ACCESS_KEY: {text}"
+            f"the object store ({location}) did not answer within {timeout} s "
+            "(DICOMWEB_STORE_TIMEOUT); check DICOMWEB_S3_ENDPOINT and that the service runs"
         )
-    if "connect" in lowered or "dns" in lowered or "refused" in lowered:
-        return f"the object store cannot be reached; check DICOMWEB_S3_ENDPOINT: {text}"
-    return f"the object store cannot be used; check DICOMWEB_STORE_URL and the DICOMWEB_S3_* settings: {text}"
+    if code == "NoSuchBucket":
+        return (
+            f"the bucket named in DICOMWEB_STORE_URL does not exist ({location}); "
+            "create the bucket or correct DICOMWEB_STORE_URL"
+        )
+    if code == "InvalidAccessKeyId":
+        return (
+            f"the object store ({location}) does not know the access key in DICOMWEB_S3_ACCESS_KEY_ID; "
+            "correct DICOMWEB_S3_ACCESS_KEY_ID"
+        )
+    if code == "SignatureDoesNotMatch":
+        return (
+            f"the object store ({location}) rejected the signature: DICOMWEB_S3_SECRET_ACCESS_KEY does "
+            "not belong to DICOMWEB_S3_ACCESS_KEY_ID; correct DICOMWEB_S3_SECRET_ACCESS_KEY"
+        )
+    if code in {"AccessDenied", "AllAccessDisabled"}:
+        return (
+            f"the object store ({location}) denied access to the credentials in "
+            "DICOMWEB_S3_ACCESS_KEY_ID; allow them to list the bucket and to read, write and delete "
+            "objects under the prefix"
+        )
+    if code in {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}:
+        return (
+            f"the bucket ({location}) is in another region than DICOMWEB_S3_REGION; "
+            "correct DICOMWEB_S3_REGION"
+        )
+    if code is None and any(hint in text.lower() for hint in _UNREACHABLE_HINTS):
+        return (
+            f"the object store ({location}) cannot be reached; check DICOMWEB_S3_ENDPOINT and that "
+            f"the service runs: {_first_line(text)}"
+        )
+    return (
+        f"the object store ({location}) cannot be used ({code or type(error).__name__}); check "
+        f"DICOMWEB_STORE_URL and the DICOMWEB_S3_* settings: {_first_line(text)}"
+    )
+
+
+def describe_local_error(error: BaseException, root: Path) -> str:
+    """Turn a failed write to the objects folder into a message that names the setting to fix."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else _first_line(str(error))
+    return (
+        f"the objects folder {str(root)!r} cannot be written ({reason}); correct DICOMWEB_STORE_URL "
+        "or DICOMWEB_DATA_DIR, or the folder's permissions"
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "no detail"

@@ -1,0 +1,105 @@
+"""Schema migrations on SQLite and PostgreSQL: `migrate` is idempotent and `serve` rejects other revisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import dicomweb_server.auth.tables  # noqa: F401 - registers the identity tables in the shared metadata
+import dicomweb_server.consent.tables  # noqa: F401 - registers the consent tables in the shared metadata
+from dicomweb_server.config import load_settings
+from dicomweb_server.index.database import create_engine, current_revision, head_revision, migrate
+from dicomweb_server.index.schema import metadata
+from tests.services import Backend, run_command
+
+FIRST_REVISION = "0001"
+
+
+def engine_for(backend: Backend, data_dir: Path) -> AsyncEngine:
+    environment = {**backend.environment, "DICOMWEB_DATA_DIR": str(data_dir)}
+    return create_engine(load_settings(environ=environment))
+
+
+async def run_on(engine: AsyncEngine, step: Callable[[Connection], Any]) -> Any:
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(step)
+    finally:
+        await engine.dispose()
+
+
+def test_migrate_twice_changes_nothing(fresh_backend: Backend, tmp_path: Path) -> None:
+    first = run_command(["migrate"], fresh_backend, tmp_path)
+    second = run_command(["migrate"], fresh_backend, tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert f"from revision none to {head_revision()}" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert f"up to date (revision {head_revision()})" in second.stdout
+
+
+async def test_migrated_schema_matches_tables(fresh_backend: Backend, tmp_path: Path) -> None:
+    result = run_command(["migrate"], fresh_backend, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, metadata)
+
+    assert await run_on(engine_for(fresh_backend, tmp_path), differences) == []
+
+
+async def test_serve_rejects_older_revision(fresh_backend: Backend, tmp_path: Path) -> None:
+    engine = engine_for(fresh_backend, tmp_path)
+    try:
+        await migrate(engine, FIRST_REVISION)
+        assert await current_revision(engine) == FIRST_REVISION
+    finally:
+        await engine.dispose()
+
+    refused = run_command(["serve"], fresh_backend, tmp_path, timeout=90)
+    upgraded = run_command(["migrate"], fresh_backend, tmp_path)
+
+    assert refused.returncode == 2, refused.stderr
+    assert f"older schema revision '{FIRST_REVISION}'" in refused.stderr
+    assert "run `dicomweb-server migrate`" in refused.stderr
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"from revision {FIRST_REVISION} to {head_revision()}" in upgraded.stdout
+
+
+async def test_serve_rejects_unknown_revision(fresh_backend: Backend, tmp_path: Path) -> None:
+    result = run_command(["migrate"], fresh_backend, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    def set_unknown_revision(connection: Connection) -> None:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+
+    await run_on(engine_for(fresh_backend, tmp_path), set_unknown_revision)
+    refused = run_command(["serve"], fresh_backend, tmp_path, timeout=90)
+    migrate_refused = run_command(["migrate"], fresh_backend, tmp_path)
+
+    assert refused.returncode == 2, refused.stderr
+    assert "schema revision 'f00d'" in refused.stderr
+    assert "does not know" in refused.stderr
+    assert "dicomweb-server migrate" in refused.stderr
+    assert migrate_refused.returncode == 2, migrate_refused.stderr
+    assert "schema revision 'f00d'" in migrate_refused.stderr
+    assert "Traceback" not in migrate_refused.stderr
+
+
+async def test_serve_rejects_tables_without_revision(fresh_backend: Backend, tmp_path: Path) -> None:
+    def create_foreign_table(connection: Connection) -> None:
+        connection.execute(text("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)"))
+
+    await run_on(engine_for(fresh_backend, tmp_path), create_foreign_table)
+    refused = run_command(["serve"], fresh_backend, tmp_path, timeout=90)
+
+    assert refused.returncode == 2, refused.stderr
+    assert "has no schema" in refused.stderr
+    assert "run `dicomweb-server migrate`" in refused.stderr
