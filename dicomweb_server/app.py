@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,25 +11,36 @@ from contextlib import asynccontextmanager
 import pydicom.config
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb_server.admin.routes import admin_mount
 from dicomweb_server.config import Settings
 from dicomweb_server.index.database import open_index
 from dicomweb_server.ingest import Ingest
 from dicomweb_server.storage.store import open_store
+from dicomweb_server.web.authentication import AuthenticationMiddleware
 from dicomweb_server.web.context import ServerState
+from dicomweb_server.web.cors import OriginAllowListMiddleware
 from dicomweb_server.web.errors import EXCEPTION_HANDLERS, UnexpectedErrorMiddleware
 from dicomweb_server.web.routes import dicomweb_mount
 from dicomweb_server.web.urls import APP_ROOT_PATH
+from dicomweb_server.web.wado_uri import WADO_URI_PATH, retrieve_wado_uri
 
 logger = logging.getLogger(__name__)
 
 CORS_ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "If-None-Match", "Range", "Cache-Control"]
-CORS_EXPOSED_HEADERS = ["Warning", "ETag", "Location", "Content-Location", "Content-Range", "Content-Length"]
+CORS_EXPOSED_HEADERS = [
+    "Warning",
+    "ETag",
+    "Location",
+    "Content-Location",
+    "Content-Range",
+    "Content-Length",
+    "WWW-Authenticate",
+]
 
 
 def configure_pydicom() -> None:
@@ -48,6 +60,7 @@ async def open_state(settings: Settings) -> ServerState:
     try:
         store = open_store(settings)
         await store.check()
+        await asyncio.to_thread(store.remove_abandoned_spool)
     except BaseException:
         await index.close()
         raise
@@ -69,13 +82,14 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             app.state.ready = False
             await app.state.server.index.close()
-            logger.info("Server: index closed")
+            app.state.server.store.close()
+            logger.info("Server: index and object store closed")
 
     middleware = [Middleware(RequestLogMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
-                CORSMiddleware,
+                OriginAllowListMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=CORS_ALLOWED_HEADERS,
@@ -83,10 +97,17 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=86400,
             )
         )
+    # Inside CORS, so that 401 and 403 answers carry the CORS headers a browser needs to read them.
+    middleware.append(Middleware(AuthenticationMiddleware, settings=settings))
     middleware.append(Middleware(UnexpectedErrorMiddleware))
 
     app = Starlette(
-        routes=[Route("/healthz", health, methods=["GET"], name="Health"), dicomweb_mount()],
+        routes=[
+            Route("/healthz", health, methods=["GET"], name="Health"),
+            Route(WADO_URI_PATH, retrieve_wado_uri, methods=["GET"], name="RetrieveWadoUri"),
+            dicomweb_mount(),
+            admin_mount(),
+        ],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "DICOMWEB_"
 
@@ -159,6 +160,53 @@ class Settings:
         30.0, "seconds to let requests in flight finish after SIGTERM or Ctrl-C", float
     )
     log_level: str = setting("info", "log level: debug, info, warning or error")
+    open: bool = setting(
+        False,
+        "serve requests that carry no token as the local administrator; allowed only with a loopback "
+        "host, for trying the server out",
+        _parse_bool,
+    )
+    bootstrap_admin_token: bool = setting(
+        True,
+        "on start, issue an admin token and write it to admin-token in the data folder when that "
+        "file is missing",
+        _parse_bool,
+    )
+    token_lifetime_days: int = setting(
+        365, "days an API token stays valid when it is created without an expiry date", int
+    )
+    time_zone: str = setting(
+        "UTC",
+        "IANA time zone of dates given without a time (an authorization that ends on 2027-03-01 "
+        "ends at the end of that day there), such as Europe/Paris",
+    )
+    oidc_issuer: str | None = setting(
+        None,
+        "issuer (iss claim) of the OAuth 2.0 / OIDC access tokens to accept; unset accepts none",
+        metavar="URL",
+    )
+    oidc_audience: str | None = setting(
+        None, "audience (aud claim) the OIDC access tokens must name: this archive's identifier"
+    )
+    oidc_jwks_url: str | None = setting(
+        None,
+        "URL of the issuer's signing keys (JWKS) the OIDC access tokens are checked against",
+        metavar="URL",
+    )
+    oidc_algorithms: tuple[str, ...] = setting(
+        ("RS256", "PS256", "ES256"),
+        "signature algorithms accepted on OIDC access tokens (comma-separated; asymmetric only)",
+        _parse_list,
+    )
+    oidc_leeway: float = setting(
+        30.0, "seconds of clock difference tolerated on the exp, nbf and iat claims (at most 60)", float
+    )
+    oidc_organisation_claim: str = setting(
+        "org", "claim of an OIDC access token that names the requester's registered organisation"
+    )
+    emergency_access_minutes: int = setting(
+        240, "minutes an emergency access stays open unless closed earlier (at most 1440)", int
+    )
 
     @property
     def effective_index_url(self) -> str:
@@ -263,13 +311,11 @@ def is_loopback(host: str) -> bool:
 
 
 def _validate(settings: Settings) -> Settings:
-    if not is_loopback(settings.host):
-        # NOTE: every request is served without asking who sends it until identity is built,
-        # so the server refuses any address that another machine could reach.
+    if settings.open and not is_loopback(settings.host):
         raise SettingsError(
-            f"invalid host {settings.host!r}: this version serves requests without authentication, "
-            "so it listens only on a loopback address such as 127.0.0.1; put a reverse proxy with "
-            "authentication in front of it to serve other machines"
+            f"invalid host {settings.host!r} with open=true: an open server answers requests without "
+            "a token, so it listens only on a loopback address such as 127.0.0.1; drop --open to "
+            "serve other machines, whose requests then need a token"
         )
     if not 0 < settings.port < 65536:
         raise SettingsError(f"invalid port {settings.port}; use a number from 1 to 65535")
@@ -279,6 +325,16 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError(f"invalid max_part_size {settings.max_part_size}; use 1 or more bytes")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise SettingsError(f"invalid log_level {settings.log_level!r}; use debug, info, warning or error")
+    _validate_identity(settings)
+    if settings.index_pool_size < 1:
+        raise SettingsError(f"invalid index_pool_size {settings.index_pool_size}; use 1 or more connections")
+    if settings.index_max_overflow < 0:
+        raise SettingsError(
+            f"invalid index_max_overflow {settings.index_max_overflow}; use 0 or more connections"
+        )
+    for name in ("index_timeout", "store_timeout"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"invalid {name} {getattr(settings, name)}; use a number of seconds above 0")
     index_url = settings.effective_index_url
     if not index_url.startswith(("sqlite", "postgresql", "postgres")):
         raise SettingsError(
@@ -291,3 +347,55 @@ def _validate(settings: Settings) -> Settings:
             "or leave it unset for the objects folder in the data folder"
         )
     return settings
+
+
+MAX_OIDC_LEEWAY = 60.0
+MAX_EMERGENCY_ACCESS_MINUTES = 24 * 60
+ASYMMETRIC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES256K",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+def _validate_identity(settings: Settings) -> None:
+    try:
+        ZoneInfo(settings.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"invalid time_zone {settings.time_zone!r}; use an IANA name such as UTC or Europe/Paris"
+        ) from None
+    if settings.token_lifetime_days < 1:
+        raise SettingsError(f"invalid token_lifetime_days {settings.token_lifetime_days}; use 1 or more")
+    if not 1 <= settings.emergency_access_minutes <= MAX_EMERGENCY_ACCESS_MINUTES:
+        raise SettingsError(
+            f"invalid emergency_access_minutes {settings.emergency_access_minutes}; "
+            f"use 1 to {MAX_EMERGENCY_ACCESS_MINUTES} (24 hours)"
+        )
+    oidc = {
+        "oidc_issuer": settings.oidc_issuer,
+        "oidc_audience": settings.oidc_audience,
+        "oidc_jwks_url": settings.oidc_jwks_url,
+    }
+    if any(oidc.values()) and not all(oidc.values()):
+        missing = ", ".join(name for name, value in oidc.items() if not value)
+        raise SettingsError(f"incomplete OIDC settings: {missing} missing; set all three or none")
+    rejected = [name for name in settings.oidc_algorithms if name not in ASYMMETRIC_ALGORITHMS]
+    if rejected or not settings.oidc_algorithms:
+        raise SettingsError(
+            f"invalid oidc_algorithms {','.join(settings.oidc_algorithms)!r}: "
+            f"{', '.join(rejected) or 'none given'}; use asymmetric algorithms from "
+            f"{', '.join(ASYMMETRIC_ALGORITHMS)} (a symmetric key or alg none could be forged)"
+        )
+    if not 0 <= settings.oidc_leeway <= MAX_OIDC_LEEWAY:
+        raise SettingsError(
+            f"invalid oidc_leeway {settings.oidc_leeway}; use 0 to {MAX_OIDC_LEEWAY:g} seconds"
+        )

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dicomweb_server.consent.authorizations import extend_for_study
+from dicomweb_server.consent.quarantine import HoldFor, hold_instance
 from dicomweb_server.dicom.parse import InstanceError, ParsedInstance, read_instance
 from dicomweb_server.dicom.part10 import has_part10_header, write_part10
 from dicomweb_server.dicom.status import FailureReason, WarningReason
@@ -72,8 +74,12 @@ class Ingest:
         *,
         transfer_syntax_hint: str | None = None,
         expected_study_instance_uid: str | None = None,
+        hold: HoldFor | None = None,
     ) -> StoreResult:
         """Store the instance whose bytes arrive as ``chunks``.
+
+        With ``hold`` (a store by an external organisation) the instance is held in quarantine
+        instead of being recorded in the index, and it is never compared with what is stored.
 
         Raises
         ------
@@ -84,7 +90,7 @@ class Ingest:
         try:
             digest, size = await _receive(upload, chunks, self.max_part_size)
             return await self._complete(
-                upload, digest, size, transfer_syntax_hint, expected_study_instance_uid
+                upload, digest, size, transfer_syntax_hint, expected_study_instance_uid, hold
             )
         finally:
             await asyncio.shield(upload.discard())
@@ -102,6 +108,7 @@ class Ingest:
         size: int,
         transfer_syntax_hint: str | None,
         expected_study_instance_uid: str | None,
+        hold: HoldFor | None = None,
     ) -> StoreResult:
         try:
             if not await asyncio.to_thread(has_part10_header, upload.spool_path):
@@ -129,11 +136,12 @@ class Ingest:
                 f"{expected_study_instance_uid} in the request path; send it to /studies or to its own study",
             )
 
-        duplicate = await self._check_duplicate(parsed, digest, result)
+        # A held instance answers as a new one whatever is stored, so its store reveals nothing.
+        duplicate = await self._check_duplicate(parsed, digest, result) if hold is None else None
         if duplicate is not None:
             return duplicate
 
-        return await self._write(upload, parsed, StoredObjectInfo(upload.key, size, digest), result)
+        return await self._write(upload, parsed, StoredObjectInfo(upload.key, size, digest), result, hold)
 
     async def _check_duplicate(
         self, parsed: ParsedInstance, digest: str, result: StoreResult
@@ -151,7 +159,12 @@ class Ingest:
         return _duplicate_failure(result)
 
     async def _write(
-        self, upload: Upload, parsed: ParsedInstance, stored: StoredObjectInfo, result: StoreResult
+        self,
+        upload: Upload,
+        parsed: ParsedInstance,
+        stored: StoredObjectInfo,
+        result: StoreResult,
+        hold: HoldFor | None = None,
     ) -> StoreResult:
         try:
             await upload.commit()
@@ -161,20 +174,25 @@ class Ingest:
                 result, FailureReason.OUT_OF_RESOURCES, "the object store could not write the instance"
             )
 
+        recorded = False
         try:
             async with self.index.write() as connection:
-                record = await record_instance(
-                    connection,
-                    parsed,
-                    stored,
-                    overwrite=self.overwrite,
-                    now=datetime.datetime.now(datetime.UTC),
-                )
+                now = datetime.datetime.now(datetime.UTC)
+                if hold is not None:
+                    await hold_instance(connection, parsed, stored, hold, now)
+                    recorded = True
+                    return result
+                record = await record_instance(connection, parsed, stored, overwrite=self.overwrite, now=now)
+                await extend_for_study(connection, parsed.study_instance_uid, now)
+                recorded = True
         except RecordRejected as rejected:
             await asyncio.shield(self._delete_object(upload.key))
             return _rejection(result, rejected.outcome)
         except BaseException:
-            await asyncio.shield(self._delete_object(upload.key))
+            # A failure after the last statement came from the commit, whose outcome is unknown:
+            # the row may exist, so the object stays (at worst an orphan for the sweep).
+            if not recorded:
+                await asyncio.shield(self._delete_object(upload.key))
             raise
 
         if record.replaced_object_key:

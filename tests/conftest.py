@@ -16,9 +16,12 @@ import pydicom.config
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
+from tests.identity import AdminApi
 from tests.services import (
+    Archive,
     Backend,
     ServerProcess,
+    own_scale_backend,
     postgres_database,
     run_command,
     s3_environment,
@@ -106,3 +109,71 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and exitstatus == 0:
         reporter.write_line(f"{skipped} test(s) were skipped; the suite allows no skips", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+SCALE_ONLY = "scale_only"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{SCALE_ONLY}: tests that need PostgreSQL and S3 (replicas, crashes); run once"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the scale-only tests when DICOMWEB_TEST_BACKENDS leaves out "scale"."""
+    if "scale" in BACKENDS:
+        return
+    deselected = [item for item in items if item.get_closest_marker(SCALE_ONLY)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker(SCALE_ONLY)]
+
+
+@pytest.fixture
+def fresh_backend(backend: Backend, request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The session's kind of backend with an index and a store of this test's own, not migrated.
+
+    Embedded: the SQLite file and objects folder live in each data folder. Scale: a new
+    PostgreSQL database and a new key prefix in the session's SeaweedFS bucket.
+    """
+    if backend.name == "embedded":
+        yield Backend("embedded")
+        return
+    with own_scale_backend(request.getfixturevalue("seaweedfs_service")) as own:
+        yield own
+
+
+@pytest.fixture
+def scale_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A PostgreSQL database and an S3 prefix of this test's own, not migrated (scale-only tests)."""
+    with own_scale_backend(request.getfixturevalue("seaweedfs_service")) as own:
+        yield own
+
+
+def _archive(backend: Backend, folder: Path) -> Iterator[Archive]:
+    archive = Archive(backend, folder / "data", backend.environment.get("DICOMWEB_INDEX_URL"))
+    result = archive.run(["migrate"])
+    assert result.returncode == 0, result.stderr
+    yield archive
+    archive.stop_all()
+
+
+@pytest.fixture
+def archive(fresh_backend: Backend, tmp_path: Path) -> Iterator[Archive]:
+    """A migrated index and store of this test's own on the session's kind of backend."""
+    yield from _archive(fresh_backend, tmp_path)
+
+
+@pytest.fixture
+def scale_archive(scale_backend: Backend, tmp_path: Path) -> Iterator[Archive]:
+    """A migrated PostgreSQL index and S3 prefix of this test's own (scale-only tests)."""
+    yield from _archive(scale_backend, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def admin_api(server: ServerProcess) -> Iterator[AdminApi]:
+    """The admin API of the session's server, for making organisations, tokens and authorizations."""
+    api = AdminApi(server)
+    yield api
+    api.close()

@@ -153,7 +153,19 @@ def start_server(
     except BaseException:
         server.stop(signal.SIGKILL)
         raise
+    server.headers.update(admin_headers(data_dir))
     return server
+
+
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
+
+
+def admin_headers(data_dir: Path) -> dict[str, str]:
+    """The Authorization header with the admin token the server wrote on its first start, if any."""
+    token_file = data_dir / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        return {}
+    return {"Authorization": f"Bearer {token_file.read_text(encoding='utf-8').strip()}"}
 
 
 @contextmanager
@@ -282,3 +294,72 @@ def s3_environment(service: SeaweedFS, prefix: str) -> dict[str, str]:
         "DICOMWEB_S3_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
         "DICOMWEB_S3_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY,
     }
+
+
+@contextmanager
+def own_scale_backend(service: SeaweedFS) -> Iterator[Backend]:
+    """A new PostgreSQL database and a new key prefix in the SeaweedFS bucket, dropped afterwards."""
+    with postgres_database() as database_url:
+        yield Backend(
+            "scale",
+            {"DICOMWEB_INDEX_URL": database_url, **s3_environment(service, f"own-{uuid.uuid4().hex[:8]}")},
+        )
+
+
+def postgres_sessions(database_url: str) -> list[tuple[str | None, str]]:
+    """List (state, application_name) of every session connected to the database of ``database_url``.
+
+    The state is "idle" for a pooled connection and "active" or "idle in transaction" for one
+    that a request still holds.
+    """
+    import asyncio
+
+    import asyncpg
+
+    database = database_url.rsplit("/", 1)[1]
+
+    async def query() -> list[tuple[str | None, str]]:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+        try:
+            rows = await connection.fetch(
+                "SELECT state, application_name FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await connection.close()
+        return [(row["state"], row["application_name"]) for row in rows]
+
+    return asyncio.run(query())
+
+
+@dataclass
+class Archive:
+    """An index and an object store of one test's own, with the servers and commands run on it.
+
+    Every server and command shares ``data_dir`` unless given another, so on the embedded
+    backend they share one SQLite index and objects folder, as replicas share PostgreSQL and S3.
+    """
+
+    backend: Backend
+    data_dir: Path
+    database_url: str | None = None
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    def start(self, extra: Mapping[str, str] | None = None, data_dir: Path | None = None) -> ServerProcess:
+        server = start_server(self.backend, data_dir or self.data_dir, extra)
+        self.servers.append(server)
+        return server
+
+    def run(
+        self, arguments: list[str], extra: Mapping[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return run_command(arguments, self.backend, self.data_dir, extra, timeout)
+
+    def settings_environment(self) -> dict[str, str]:
+        """The DICOMWEB_* variables that select this archive, for opening it inside the test process."""
+        return {**self.backend.environment, "DICOMWEB_DATA_DIR": str(self.data_dir)}
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()

@@ -1,1 +1,1 @@
-"""Who is asking: organisations, API tokens and OAuth 2.0 / OIDC bearer tokens."""
+"""Identity of requesters: organisations, API tokens and OAuth 2.0 / OIDC bearer tokens."""

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from dicomweb_server import __version__
-from dicomweb_server.cli import check_config, migrate, serve
+from dicomweb_server.cli import check_config, consent, import_, migrate, org, quarantine, serve, sweep, token
 from dicomweb_server.config import SettingsError
 
-COMMANDS = (serve, migrate, check_config)
+COMMANDS = (serve, migrate, import_, sweep, check_config, org, token, consent, quarantine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,8 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         option = "--" + field.name.replace("_", "-")
         metavar = field.metadata["metavar"] or field.name.upper()
         parse = field.metadata["parse"]
+        # A boolean setting given without a value means true, so `serve --open` works like a flag.
+        flag = {"nargs": "?", "const": True} if field.type in ("bool", bool) else {}
         group.add_argument(
             option,
             dest=f"setting_{field.name}",
@@ -29,6 +31,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             metavar=metavar,
             help=f"{field.metadata['help']} ({env_name(field.name)})",
+            **flag,
         )
 
 

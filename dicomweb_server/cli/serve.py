@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 import uvicorn
 
 from dicomweb_server.app import create_app, open_state
+from dicomweb_server.auth.bootstrap import AdminTokenFile, BootstrapError, ensure_admin_token
 from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
 from dicomweb_server.config import Settings
 from dicomweb_server.index.database import IndexUnavailable
@@ -52,15 +54,48 @@ def run(arguments: argparse.Namespace) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"DICOMweb root: http://{host}:{settings.port}/dicom-web", file=sys.stderr, flush=True)
     print(f"Data folder: {settings.data_dir}", file=sys.stderr, flush=True)
+    # On SIGTERM uvicorn finishes the requests in flight and then raises the signal again for the
+    # handler installed before it. The default handler would end the process with status -15.
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     server.run()
     return 0 if server.started else 1
 
 
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 async def _preflight(settings: Settings) -> str | None:
-    """Open the index and store once before listening, so a wrong setting stops the start."""
+    """Open the index and store once before listening, so a wrong setting stops the start.
+
+    On the first start this also issues the admin token and writes it to its file.
+    """
     try:
         state = await open_state(settings)
     except (IndexUnavailable, StoreError) as error:
         return str(error)
-    await state.index.close()
+    try:
+        token_file = await ensure_admin_token(settings, state.index)
+    except BootstrapError as error:
+        return str(error)
+    finally:
+        await state.index.close()
+    _announce_identity(settings, token_file)
     return None
+
+
+def _announce_identity(settings: Settings, token_file: AdminTokenFile | None) -> None:
+    if token_file is not None and token_file.issued:
+        print(
+            f"Admin token: written to {token_file.path} (readable only by its owner); send it as "
+            "'Authorization: Bearer <token>'",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif token_file is not None:
+        print(f"Admin token: in {token_file.path}", file=sys.stderr, flush=True)
+    if settings.open:
+        logger.warning(
+            "Identity: open mode; requests without a token are served as the local administrator. "
+            "Use it only to try the server out"
+        )

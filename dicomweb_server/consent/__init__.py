@@ -1,1 +1,1 @@
-"""What a requester may see: authorizations and the one policy applied on every read."""
+"""Consent: patient authorizations and the one visibility policy applied on every read."""

@@ -164,6 +164,7 @@ instance = Table(
 Index(None, instance.c.series_key, instance.c.instance_number)
 Index(None, instance.c.study_key)
 Index(None, instance.c.sop_class_uid)
+Index(None, instance.c.object_key)
 
 instance_metadata = Table(
     "instance_metadata",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,6 +79,10 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except ClientDisconnect:
+            # The client closed the connection while its body was read, so no response can
+            # reach it, and the server did nothing wrong.
+            logger.info("HTTP: the client disconnected during %s", _endpoint_name(scope))
         except Exception:
             logger.exception("HTTP: unexpected error in %s", _endpoint_name(scope))
             if started:

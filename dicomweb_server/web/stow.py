@@ -14,13 +14,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicomweb_server.consent.quarantine import HoldFor
 from dicomweb_server.dicom.status import FailureReason
 from dicomweb_server.dicom.uids import check_uid
 from dicomweb_server.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomweb_server.ingest import StoreResult
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import MediaRange, accepted_ranges, parse_media_type
-from dicomweb_server.web.context import state
+from dicomweb_server.web.context import requester, state
 from dicomweb_server.web.multipart import (
     PartData,
     PartEnd,
@@ -146,9 +147,18 @@ async def _store_part(
             chunks,
             transfer_syntax_hint=part_type.param("transfer-syntax"),
             expected_study_instance_uid=expected_study,
+            hold=_quarantine_for(request),
         )
     except PayloadTooLarge as error:
         return StoreResult(failure_reason=FailureReason.OUT_OF_RESOURCES, message=error.message)
+
+
+def _quarantine_for(request: Request) -> HoldFor | None:
+    """Return where an external organisation's instances are held until an administrator decides."""
+    sender = requester(request)
+    if sender.affiliated or sender.organisation_key is None:
+        return None
+    return HoldFor(sender.organisation_key, sender.describe())
 
 
 def _status(results: list[StoreResult], stored: int, warnings: list[str]) -> int:

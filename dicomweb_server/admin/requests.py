@@ -1,0 +1,109 @@
+"""Reading admin API requests and writing their JSON responses.
+
+Bodies are JSON objects of at most 1 MiB, sent with Content-Type application/json. Errors name
+the field and the expected form. The error handler of the application turns them into
+``{"status", "message"}`` answers.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb_server.auth.identity import Requester
+from dicomweb_server.consent import periods
+from dicomweb_server.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.web.context import request_time, requester, state
+
+MAX_BODY_SIZE = 1024 * 1024
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """Return the request body as a JSON object.
+
+    Raises
+    ------
+    UnsupportedMediaType
+        When the Content-Type is not application/json.
+    PayloadTooLarge
+        When the body exceeds 1 MiB.
+    InvalidRequest
+        When the body is not a JSON object.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {content_type or '(none)'!r}; send the body as application/json"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_SIZE:
+            raise PayloadTooLarge(f"the body exceeds {MAX_BODY_SIZE} bytes; send a smaller JSON object")
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return data
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"missing field {name!r}: give it as a string")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"invalid field {name!r}: {value!r} is not a string")
+    return value
+
+
+def bool_field(body: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"invalid field {name!r}: {value!r} is not true or false")
+    return value
+
+
+def text_list_field(body: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(f"invalid field {name!r}: give a list of strings")
+    return tuple(value)
+
+
+def instant_field(
+    body: dict[str, Any], name: str, time_zone: ZoneInfo, *, end_of_day: bool
+) -> datetime.datetime | None:
+    text = text_field(body, name, required=False)
+    if text is None:
+        return None
+    try:
+        return periods.parse_instant(text, time_zone, end_of_day=end_of_day)
+    except ValueError as error:
+        raise InvalidRequest(f"invalid field {name!r}: {error}") from None
+
+
+def acting(request: Request) -> Requester:
+    return requester(request)
+
+
+def now_of(request: Request) -> datetime.datetime:
+    return request_time(request)
+
+
+def time_zone_of(request: Request) -> ZoneInfo:
+    return periods.zone(state(request).settings.time_zone)
