@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from dicomweb_server.web import capabilities, frames, qido, rendered, stow, wado
@@ -80,4 +82,35 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
 
 
 def dicomweb_mount() -> Mount:
-    return Mount(DICOMWEB_PREFIX, routes=DICOMWEB_ROUTES)
+    return Mount(DICOMWEB_PREFIX, routes=_one_route_per_path(DICOMWEB_ROUTES))
+
+
+def _one_route_per_path(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Join the routes of one path into one route that dispatches by method.
+
+    Starlette answers a method no route of the path serves with the methods of the first route
+    only; a joined route makes the Allow header of a 405 list every method of the resource, as
+    PS3.18 8.5 requires (POST and GET on /studies, for instance).
+    """
+    by_path: dict[str, list[Route]] = {}
+    joined: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route):
+            if route.path not in by_path:
+                joined.append(route)
+            by_path.setdefault(route.path, []).append(route)
+        else:
+            joined.append(route)
+    return [_join(by_path[route.path]) if isinstance(route, Route) else route for route in joined]
+
+
+def _join(routes: list[Route]) -> Route:
+    if len(routes) == 1:
+        return routes[0]
+    endpoints = {method: route.endpoint for route in routes for method in route.methods or ()}
+
+    async def dispatch(request: Request) -> Response:
+        return await endpoints[request.method](request)  # type: ignore[no-any-return]
+
+    dispatch.__name__ = "_or_".join(route.endpoint.__name__ for route in routes)
+    return Route(routes[0].path, dispatch, methods=sorted(endpoints), name=" ".join(r.name for r in routes))

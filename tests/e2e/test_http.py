@@ -208,3 +208,11 @@ def test_sigterm_lets_retrieval_finish(server_factory: Callable[..., ServerProce
 def test_search_content_type_is_dicom_json(server: ServerProcess) -> None:
     response = get(server, "/studies", params={"limit": "1"}, headers={"Accept": DICOM_JSON})
     assert response.headers["content-type"].startswith(DICOM_JSON)
+
+
+@pytest.mark.parametrize("path", ["/studies", f"/studies/{generate_uid()}"])
+def test_method_not_allowed_lists_every_method(server: ServerProcess, path: str) -> None:
+    response = httpx.delete(f"{server.dicomweb}{path}", headers=server.headers, timeout=TIMEOUT)
+    assert response.status_code == 405
+    allowed = {method.strip() for method in response.headers["allow"].split(",")}
+    assert {"GET", "POST"} <= allowed
