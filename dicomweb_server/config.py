@@ -159,6 +159,11 @@ class Settings:
     shutdown_timeout: float = setting(
         30.0, "seconds to let requests in flight finish after SIGTERM or Ctrl-C", float
     )
+    workers: int = setting(
+        1,
+        "server processes sharing the port; each uses one core for parsing, JSON and transcoding",
+        int,
+    )
     log_level: str = setting("info", "log level: debug, info, warning or error")
     open: bool = setting(
         False,
@@ -207,6 +212,13 @@ class Settings:
     emergency_access_minutes: int = setting(
         240, "minutes an emergency access stays open unless closed earlier (at most 1440)", int
     )
+    peer_secret_key: Secret | None = setting(
+        None,
+        "key that encrypts the credentials of peers in the index: 32 random bytes in base64url; unset "
+        "means the file peer-secret-key in the data folder, created on first use",
+        Secret,
+        secret=True,
+    )
 
     @property
     def effective_index_url(self) -> str:
@@ -229,6 +241,29 @@ def settings_fields() -> list[dataclasses.Field[Any]]:
 
 def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Write settings as DICOMWEB_* variables that :func:`load_settings` reads back unchanged.
+
+    Worker processes get their settings this way. Secrets are written in clear, so the result
+    belongs only in the environment of processes of this server.
+    """
+    environment = {}
+    for settings_field in settings_fields():
+        value = getattr(settings, settings_field.name)
+        if value is None:
+            continue
+        if isinstance(value, Secret):
+            text = value.reveal()
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        environment[env_name(settings_field.name)] = text
+    return environment
 
 
 def load_settings(
@@ -319,6 +354,8 @@ def _validate(settings: Settings) -> Settings:
         )
     if not 0 < settings.port < 65536:
         raise SettingsError(f"invalid port {settings.port}; use a number from 1 to 65535")
+    if not 1 <= settings.workers <= 64:
+        raise SettingsError(f"invalid workers {settings.workers}; use a number from 1 to 64")
     if settings.qido_max_results < 1:
         raise SettingsError(f"invalid qido_max_results {settings.qido_max_results}; use 1 or more")
     if settings.max_part_size < 1:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from dicomweb_server.app import create_app, open_state
 from dicomweb_server.auth.bootstrap import AdminTokenFile, BootstrapError, ensure_admin_token
 from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
-from dicomweb_server.config import Settings
+from dicomweb_server.config import Settings, load_settings, settings_environment
 from dicomweb_server.index.database import IndexUnavailable
 from dicomweb_server.storage.store import StoreError
 
@@ -39,8 +42,23 @@ def run(arguments: argparse.Namespace) -> int:
     if problem:
         return fail(problem)
 
-    config = uvicorn.Config(
-        create_app(settings),
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"DICOMweb root: http://{host}:{settings.port}/dicom-web", file=sys.stderr, flush=True)
+    print(f"Data folder: {settings.data_dir}", file=sys.stderr, flush=True)
+    if settings.workers > 1:
+        return _run_workers(settings)
+
+    server = uvicorn.Server(_uvicorn_config(settings, create_app(settings)))
+    # On SIGTERM uvicorn finishes the requests in flight and then raises the signal again for the
+    # handler installed before it. The default handler would end the process with status -15.
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _uvicorn_config(settings: Settings, app: object, **options: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         access_log=False,
@@ -49,16 +67,29 @@ def run(arguments: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         log_config=None,
         lifespan="on",
+        **options,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"DICOMweb root: http://{host}:{settings.port}/dicom-web", file=sys.stderr, flush=True)
-    print(f"Data folder: {settings.data_dir}", file=sys.stderr, flush=True)
-    # On SIGTERM uvicorn finishes the requests in flight and then raises the signal again for the
-    # handler installed before it. The default handler would end the process with status -15.
-    signal.signal(signal.SIGTERM, _exit_after_shutdown)
-    server.run()
-    return 0 if server.started else 1
+
+
+def _run_workers(settings: Settings) -> int:
+    """Run several worker processes on one port; each builds its app from the environment."""
+    os.environ.update(settings_environment(settings))
+    config = _uvicorn_config(
+        settings, "dicomweb_server.cli.serve:worker_app", factory=True, workers=settings.workers
+    )
+    socket = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[socket]).run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def worker_app() -> Starlette:
+    """Build the application in a worker process, from the settings its parent put in the environment."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 def _exit_after_shutdown(signum: int, frame: object) -> None:

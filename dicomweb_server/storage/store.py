@@ -152,6 +152,10 @@ class ObjectStore:
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield the bytes of an object, or of the range [start, end), in chunks."""
+        if self._local_root is not None:
+            async for chunk in self._stream_file(key, start, end):
+                yield chunk
+            return
         try:
             if start == 0 and end is None:
                 result = await asyncio.wait_for(obstore.get_async(self._store, key), self._timeout)
@@ -165,6 +169,25 @@ class ObjectStore:
                 yield await self.read_range(key, position, position + length)
                 position += length
         except NotFoundError as error:
+            raise StoreError(f"object {key} is missing from the store") from error
+
+    async def _stream_file(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+        # Plain file reads: obstore's local streams cost about 4.5 ms of CPU per MB (obstore
+        # 0.12.1, measured with benchmarks/), a file read about 0.05 ms.
+        assert self._local_root is not None
+        try:
+            async with aiofiles.open(self._local_root / key, "rb") as file:
+                await file.seek(start)
+                remaining = None if end is None else end - start
+                while remaining is None or remaining > 0:
+                    size = READ_CHUNK_SIZE if remaining is None else min(READ_CHUNK_SIZE, remaining)
+                    chunk = await file.read(size)
+                    if not chunk:
+                        break
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+        except FileNotFoundError as error:
             raise StoreError(f"object {key} is missing from the store") from error
 
     async def read(self, key: str) -> bytes:
