@@ -1,0 +1,1 @@
+"""Peer archives: the registry, outbound credentials, the federated search, retrieval and import."""
