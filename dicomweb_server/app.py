@@ -17,14 +17,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomweb_server.admin.routes import admin_mount
+from dicomweb_server.audit.context import application_activity
+from dicomweb_server.audit.events import TypeCode
+from dicomweb_server.audit.writer import AuditWriter
 from dicomweb_server.config import Settings
 from dicomweb_server.index.database import open_index
 from dicomweb_server.ingest import Ingest
 from dicomweb_server.storage.store import open_store
+from dicomweb_server.web.audit import AuditMiddleware
 from dicomweb_server.web.authentication import AuthenticationMiddleware
 from dicomweb_server.web.context import ServerState
 from dicomweb_server.web.cors import OriginAllowListMiddleware
 from dicomweb_server.web.errors import EXCEPTION_HANDLERS, UnexpectedErrorMiddleware
+from dicomweb_server.web.federation import federation_mount
 from dicomweb_server.web.routes import dicomweb_mount
 from dicomweb_server.web.urls import APP_ROOT_PATH
 from dicomweb_server.web.wado_uri import WADO_URI_PATH, retrieve_wado_uri
@@ -65,7 +70,8 @@ async def open_state(settings: Settings) -> ServerState:
         await index.close()
         raise
     ingest = Ingest(index, store, overwrite=settings.overwrite, max_part_size=settings.max_part_size)
-    return ServerState(settings=settings, index=index, store=store, ingest=ingest)
+    audit = AuditWriter.for_settings(settings)
+    return ServerState(settings=settings, index=index, store=store, ingest=ingest, audit=audit)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -75,28 +81,33 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.server = await open_state(settings)
+        await app.state.server.audit.record([application_activity(TypeCode.APPLICATION_START)])
         app.state.ready = True
         logger.info("Server: index and object store are open")
         try:
             yield
         finally:
             app.state.ready = False
+            app.state.server.audit.record_later([application_activity(TypeCode.APPLICATION_STOP)])
+            await app.state.server.audit.close()
             await app.state.server.index.close()
             app.state.server.store.close()
             logger.info("Server: index and object store closed")
 
     middleware = [Middleware(RequestLogMiddleware)]
-    if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                OriginAllowListMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=CORS_ALLOWED_HEADERS,
-                expose_headers=CORS_EXPOSED_HEADERS,
-                max_age=86400,
-            )
+    # Also without configured origins, so that a preflight gets a 403 that names the setting.
+    middleware.append(
+        Middleware(
+            OriginAllowListMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=CORS_ALLOWED_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=86400,
         )
+    )
+    # Outside authentication, so that requests it refuses are recorded too.
+    middleware.append(Middleware(AuditMiddleware))
     # Inside CORS, so that 401 and 403 answers carry the CORS headers a browser needs to read them.
     middleware.append(Middleware(AuthenticationMiddleware, settings=settings))
     middleware.append(Middleware(UnexpectedErrorMiddleware))
@@ -106,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", health, methods=["GET"], name="Health"),
             Route(WADO_URI_PATH, retrieve_wado_uri, methods=["GET"], name="RetrieveWadoUri"),
             dicomweb_mount(),
+            federation_mount(),
             admin_mount(),
         ],
         middleware=middleware,

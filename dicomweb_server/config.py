@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "DICOMWEB_"
@@ -50,7 +51,7 @@ class Secret:
         return hash(self._value)
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "dicomweb-server"
 
@@ -104,7 +105,7 @@ class Settings:
     """The server's configuration. Build it with :func:`load_settings`, never field by field."""
 
     data_dir: Path = setting(
-        _default_data_dir, "folder for the SQLite index, stored objects and spool files", Path
+        default_data_dir, "folder for the SQLite index, stored objects and spool files", Path
     )
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8080, "TCP port to listen on", int)
@@ -124,10 +125,17 @@ class Settings:
     s3_region: str = setting("us-east-1", "S3 region")
     s3_access_key_id: str | None = setting(None, "S3 access key id")
     s3_secret_access_key: Secret | None = setting(None, "S3 secret access key", Secret, secret=True)
-    index_pool_size: int = setting(10, "database connections kept open per server process", int)
+    index_pool_size: int = setting(
+        10, "database connections kept open per server process, besides the audit writer's one", int
+    )
     index_max_overflow: int = setting(10, "database connections opened beyond the pool under load", int)
     index_timeout: float = setting(30.0, "seconds to wait for a database connection or statement", float)
     store_timeout: float = setting(60.0, "seconds to wait for one object-store request", float)
+    body_read_timeout: float = setting(
+        60.0,
+        "seconds to wait for the next bytes of a request body before the request fails with 408",
+        float,
+    )
     max_part_size: int = setting(
         4 * 1024**3, "largest DICOM part accepted by STOW-RS, in bytes (K, M, G suffixes)", _parse_size
     )
@@ -345,13 +353,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _validate(settings: Settings) -> Settings:
+def _is_public(url: str | None) -> bool:
+    """Return whether a base URL names a host other than a loopback address or localhost."""
+    if not url:
+        return False
+    host = urlsplit(url).hostname or ""
+    return not (host == "localhost" or is_loopback(host))
+
+
+def _validate_open(settings: Settings) -> None:
+    """Allow open mode only where requests come from this machine and reach it directly."""
     if settings.open and not is_loopback(settings.host):
         raise SettingsError(
             f"invalid host {settings.host!r} with open=true: an open server answers requests without "
             "a token, so it listens only on a loopback address such as 127.0.0.1; drop --open to "
             "serve other machines, whose requests then need a token"
         )
+    if settings.open and (settings.trusted_proxies or _is_public(settings.public_base_url)):
+        configured = "trusted_proxies" if settings.trusted_proxies else "public_base_url"
+        raise SettingsError(
+            f"invalid open=true with {configured} set: a server behind a reverse proxy or reached at a "
+            "public URL receives requests from other machines, which an open server would serve "
+            f"without a token; unset {configured} or drop --open"
+        )
+
+
+def _validate(settings: Settings) -> Settings:
+    _validate_open(settings)
     if not 0 < settings.port < 65536:
         raise SettingsError(f"invalid port {settings.port}; use a number from 1 to 65535")
     if not 1 <= settings.workers <= 64:
@@ -369,7 +397,7 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError(
             f"invalid index_max_overflow {settings.index_max_overflow}; use 0 or more connections"
         )
-    for name in ("index_timeout", "store_timeout"):
+    for name in ("index_timeout", "store_timeout", "body_read_timeout"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"invalid {name} {getattr(settings, name)}; use a number of seconds above 0")
     index_url = settings.effective_index_url
@@ -388,6 +416,8 @@ def _validate(settings: Settings) -> Settings:
 
 MAX_OIDC_LEEWAY = 60.0
 MAX_EMERGENCY_ACCESS_MINUTES = 24 * 60
+MAX_TOKEN_LIFETIME_DAYS = 36500
+"""A hundred years; an expiry beyond the year 9999 cannot be represented."""
 ASYMMETRIC_ALGORITHMS = (
     "RS256",
     "RS384",
@@ -410,8 +440,10 @@ def _validate_identity(settings: Settings) -> None:
         raise SettingsError(
             f"invalid time_zone {settings.time_zone!r}; use an IANA name such as UTC or Europe/Paris"
         ) from None
-    if settings.token_lifetime_days < 1:
-        raise SettingsError(f"invalid token_lifetime_days {settings.token_lifetime_days}; use 1 or more")
+    if not 1 <= settings.token_lifetime_days <= MAX_TOKEN_LIFETIME_DAYS:
+        raise SettingsError(
+            f"invalid token_lifetime_days {settings.token_lifetime_days}; use 1 to {MAX_TOKEN_LIFETIME_DAYS}"
+        )
     if not 1 <= settings.emergency_access_minutes <= MAX_EMERGENCY_ACCESS_MINUTES:
         raise SettingsError(
             f"invalid emergency_access_minutes {settings.emergency_access_minutes}; "

@@ -44,6 +44,12 @@ class NotAcceptable(ArchiveError):
     http_status = 406
 
 
+class RequestTimeout(ArchiveError):
+    """The client stopped sending the request body before it ended."""
+
+    http_status = 408
+
+
 class Conflict(ArchiveError):
     http_status = 409
 

@@ -17,10 +17,14 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dicomweb_server.audit import EventAction, EventType, RecordObject, StudyInvolved, record_change
 from dicomweb_server.consent.authorizations import extend_for_study
-from dicomweb_server.consent.quarantine import HoldFor, hold_instance
+from dicomweb_server.consent.quarantine import HoldFor, find_held_copy, hold_instance
+from dicomweb_server.dicom.dicom_json import first_text
 from dicomweb_server.dicom.parse import InstanceError, ParsedInstance, read_instance
-from dicomweb_server.dicom.part10 import has_part10_header, write_part10
+from dicomweb_server.dicom.part10 import check_start, has_part10_header, write_part10
 from dicomweb_server.dicom.status import FailureReason, WarningReason
 from dicomweb_server.errors import PayloadTooLarge
 from dicomweb_server.index.database import Index
@@ -111,6 +115,7 @@ class Ingest:
         hold: HoldFor | None = None,
     ) -> StoreResult:
         try:
+            await asyncio.to_thread(check_start, upload.spool_path)
             if not await asyncio.to_thread(has_part10_header, upload.spool_path):
                 digest, size = await _normalize(upload, transfer_syntax_hint)
             parsed = await asyncio.to_thread(read_instance, upload.spool_path)
@@ -174,16 +179,16 @@ class Ingest:
                 result, FailureReason.OUT_OF_RESOURCES, "the object store could not write the instance"
             )
 
+        if hold is not None:
+            return await self._hold(upload, parsed, stored, result, hold)
+
         recorded = False
         try:
             async with self.index.write() as connection:
                 now = datetime.datetime.now(datetime.UTC)
-                if hold is not None:
-                    await hold_instance(connection, parsed, stored, hold, now)
-                    recorded = True
-                    return result
                 record = await record_instance(connection, parsed, stored, overwrite=self.overwrite, now=now)
                 await extend_for_study(connection, parsed.study_instance_uid, now)
+                await _record_stored(connection, parsed, record.outcome.value)
                 recorded = True
         except RecordRejected as rejected:
             await asyncio.shield(self._delete_object(upload.key))
@@ -199,11 +204,75 @@ class Ingest:
             await asyncio.shield(self._delete_object(record.replaced_object_key))
         return result
 
+    async def _hold(
+        self,
+        upload: Upload,
+        parsed: ParsedInstance,
+        stored: StoredObjectInfo,
+        result: StoreResult,
+        hold: HoldFor,
+    ) -> StoreResult:
+        """Hold a committed object in quarantine, unless the organisation sent the same bytes before.
+
+        A second store of the same bytes gets the same response as the first and keeps the held
+        row and object of the first, so resending cannot fill the quarantine.
+        """
+        recorded = False
+        try:
+            async with self.index.write() as connection:
+                now = datetime.datetime.now(datetime.UTC)
+                held_before = await find_held_copy(
+                    connection, hold, parsed.sop_instance_uid, stored.content_digest
+                )
+                quarantine_id = held_before or await hold_instance(connection, parsed, stored, hold, now)
+                outcome = "already held in quarantine" if held_before else "held in quarantine"
+                await _record_stored(connection, parsed, outcome, quarantine_id)
+                recorded = True
+        except BaseException:
+            if not recorded:
+                await asyncio.shield(self._delete_object(upload.key))
+            raise
+
+        if held_before is not None:
+            await asyncio.shield(self._delete_object(upload.key))
+        return result
+
     async def _delete_object(self, key: str) -> None:
         try:
             await self.store.delete(key)
         except Exception:  # noqa: BLE001 - an object left behind is an orphan that the sweep removes
             logger.warning("STOW-RS: could not delete object %s; `dicomweb-server sweep` will remove it", key)
+
+
+async def _record_stored(
+    connection: AsyncConnection, parsed: ParsedInstance, outcome: str, quarantine_id: str | None = None
+) -> None:
+    """Record a stored or held instance in the audit trail, in the transaction that records it.
+
+    A held instance has no index row, so its entry names the patient from the instance itself.
+    """
+    involved = StudyInvolved(parsed.study_instance_uid, instances=1)
+    if quarantine_id is not None:
+        involved.patient_id = first_text(parsed.metadata, "PatientID") or ""
+        involved.issuer_of_patient_id = first_text(parsed.metadata, "IssuerOfPatientID") or ""
+    objects = [RecordObject("instance", parsed.sop_instance_uid)]
+    if quarantine_id is not None:
+        objects.append(RecordObject("quarantine", quarantine_id))
+    await record_change(
+        connection,
+        EventType.INSTANCES_ACCESSED,
+        "store instance",
+        event_action=EventAction.CREATE,
+        level="instance",
+        studies=[involved],
+        objects=objects,
+        instances=1,
+        detail={
+            "outcome": outcome,
+            "series_instance_uid": parsed.series_instance_uid,
+            "sop_class_uid": parsed.sop_class_uid,
+        },
+    )
 
 
 async def _receive(upload: Upload, chunks: AsyncIterable[bytes], max_size: int) -> tuple[str, int]:

@@ -28,9 +28,9 @@ S3_ACCESS_KEY_ID = "dicomweb-test"
 S3_SECRET_ACCESS_KEY = "dicomweb-test-secret"
 
 
-def free_port() -> int:
+def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -90,7 +90,7 @@ class ServerProcess:
 
 
 def server_environment(
-    backend: Backend, data_dir: Path, port: int, extra: Mapping[str, str]
+    backend: Backend, data_dir: Path, port: int, extra: Mapping[str, str], host: str = LOOPBACK
 ) -> dict[str, str]:
     environment = {
         key: value
@@ -100,11 +100,11 @@ def server_environment(
     environment.update(
         {
             "DICOMWEB_DATA_DIR": str(data_dir),
-            "DICOMWEB_HOST": LOOPBACK,
+            "DICOMWEB_HOST": host,
             "DICOMWEB_PORT": str(port),
             # dicomweb-client sends a Host header without the port, so URLs in responses would
             # lose it; the tests give the server its real address instead.
-            "DICOMWEB_PUBLIC_BASE_URL": f"http://{LOOPBACK}:{port}",
+            "DICOMWEB_PUBLIC_BASE_URL": f"http://{host}:{port}",
         }
     )
     environment.update(backend.environment)
@@ -119,9 +119,14 @@ def run_command(
     extra: Mapping[str, str] | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a `dicomweb-server` subcommand with the backend's settings."""
+    """Run a `dicomweb-server` subcommand with the backend's settings.
+
+    `serve` gets a free port, because it takes its port before it checks anything else.
+    """
     environment = server_environment(backend, data_dir, 0, extra or {})
     environment.pop("DICOMWEB_PORT")
+    if arguments[:1] == ["serve"]:
+        environment["DICOMWEB_PORT"] = (extra or {}).get("DICOMWEB_PORT") or str(free_port())
     return subprocess.run(
         [sys.executable, "-m", "dicomweb_server", *arguments],
         env=environment,
@@ -133,13 +138,21 @@ def run_command(
 
 
 def start_server(
-    backend: Backend, data_dir: Path, extra: Mapping[str, str] | None = None, timeout: float = 60
+    backend: Backend,
+    data_dir: Path,
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    host: str = LOOPBACK,
 ) -> ServerProcess:
-    """Start `dicomweb-server serve` and wait until /healthz answers."""
-    port = free_port()
+    """Start `dicomweb-server serve` and wait until /healthz answers.
+
+    The server listens on loopback unless a test names another ``host``, such as the host end of
+    the veth pair that joins Orthanc's network namespace.
+    """
+    port = free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
-    environment = server_environment(backend, data_dir, port, extra or {})
+    environment = server_environment(backend, data_dir, port, extra or {}, host)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dicomweb_server", "serve"],
@@ -147,7 +160,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = ServerProcess(f"http://{LOOPBACK}:{port}", data_dir, process, log_path)
+    server = ServerProcess(f"http://{host}:{port}", data_dir, process, log_path)
     try:
         wait_for(f"{server.url}/healthz", timeout, process, log_path)
     except BaseException:
@@ -346,8 +359,10 @@ class Archive:
     database_url: str | None = None
     servers: list[ServerProcess] = field(default_factory=list)
 
-    def start(self, extra: Mapping[str, str] | None = None, data_dir: Path | None = None) -> ServerProcess:
-        server = start_server(self.backend, data_dir or self.data_dir, extra)
+    def start(
+        self, extra: Mapping[str, str] | None = None, data_dir: Path | None = None, host: str = LOOPBACK
+    ) -> ServerProcess:
+        server = start_server(self.backend, data_dir or self.data_dir, extra, host=host)
         self.servers.append(server)
         return server
 

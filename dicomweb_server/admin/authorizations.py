@@ -30,6 +30,20 @@ from dicomweb_server.consent.fhir import to_fhir_consent
 from dicomweb_server.errors import InvalidRequest
 from dicomweb_server.web.context import state
 
+AUTHORIZATION_FIELDS = (
+    "patient_id",
+    "issuer_of_patient_id",
+    "organisations",
+    "any_external",
+    "study_instance_uids",
+    "study_date_from",
+    "study_date_to",
+    "starts_at",
+    "ends_at",
+    "purpose",
+    "reference",
+)
+
 
 def new_authorization(body: dict[str, Any], request: Request) -> NewAuthorization:
     """Read a new authorization from a JSON body; the record checks the values."""
@@ -51,7 +65,7 @@ def new_authorization(body: dict[str, Any], request: Request) -> NewAuthorizatio
 
 async def record_authorization_route(request: Request) -> Response:
     """Record an authorization; the response shows it with its computed end."""
-    body = await json_body(request)
+    body = await json_body(request, fields=AUTHORIZATION_FIELDS)
     new = new_authorization(body, request)
     now = now_of(request)
     async with state(request).index.write() as connection:
@@ -80,7 +94,7 @@ async def show_authorization_route(request: Request) -> Response:
 
 async def revoke_authorization_route(request: Request) -> Response:
     """Revoke an authorization: ``{"reason": "..."}``; it hides the studies from the next request on."""
-    body = await json_body(request)
+    body = await json_body(request, fields=("reason",))
     now = now_of(request)
     async with state(request).index.write() as connection:
         revoked = await revoke_authorization(

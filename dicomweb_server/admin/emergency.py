@@ -23,7 +23,7 @@ from dicomweb_server.web.context import state
 
 
 async def open_emergency_access_route(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, fields=("patient_id", "issuer_of_patient_id", "reason", "minutes"))
     configured = state(request).settings.emergency_access_minutes
     minutes = body.get("minutes", configured)
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= configured:

@@ -25,7 +25,7 @@ async def list_organisations_route(request: Request) -> Response:
 
 async def add_organisation_route(request: Request) -> Response:
     """Register an organisation: ``{"name": "...", "affiliated": false}``."""
-    body = await json_body(request)
+    body = await json_body(request, fields=("name", "affiliated"))
     name = text_field(body, "name") or ""
     if "affiliated" not in body:
         raise InvalidRequest(

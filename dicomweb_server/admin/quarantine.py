@@ -62,4 +62,4 @@ async def reject_quarantined_route(request: Request) -> Response:
 async def _note(request: Request) -> str | None:
     if not request.headers.get("content-type"):
         return None
-    return text_field(await json_body(request), "note", required=False)
+    return text_field(await json_body(request, fields=("note",)), "note", required=False)

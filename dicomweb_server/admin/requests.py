@@ -1,13 +1,17 @@
 """Reading admin API requests and writing their JSON responses.
 
-Bodies are JSON objects of at most 1 MiB, sent with Content-Type application/json. Errors name
-the field and the expected form. The error handler of the application turns them into
-``{"status", "message"}`` answers.
+Bodies are JSON objects of at most 1 MiB, sent with Content-Type application/json. Each handler
+declares the fields it accepts, and a body with any other field is rejected: a misspelt
+``study_instance_uid`` silently dropped would record an authorization that covers every study.
+Errors name the field and the expected form. The error handler of the application turns them
+into ``{"status", "message"}`` responses.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
+from collections.abc import Collection
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +22,7 @@ from starlette.responses import Response
 from dicomweb_server.auth.identity import Requester
 from dicomweb_server.consent import periods
 from dicomweb_server.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.web.bodies import body_chunks
 from dicomweb_server.web.context import request_time, requester, state
 
 MAX_BODY_SIZE = 1024 * 1024
@@ -27,8 +32,21 @@ def json_response(data: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """Return the request body as a JSON object.
+CLI_OPTION_FIELDS = {
+    "until": ("ends_at",),
+    "from": ("starts_at",),
+    "expires": ("expires_at",),
+    "issuer": ("issuer_of_patient_id",),
+    "org": ("organisations", "organisation"),
+    "study": ("study_instance_uids",),
+    "scope": ("scopes",),
+    "at": ("declined_at",),
+}
+"""Options of the command line whose admin API field has another name, for the hint of an unknown field."""
+
+
+async def json_body(request: Request, *, fields: Collection[str]) -> dict[str, Any]:
+    """Return the request body as a JSON object whose keys are all among ``fields``.
 
     Raises
     ------
@@ -36,8 +54,10 @@ async def json_body(request: Request) -> dict[str, Any]:
         When the Content-Type is not application/json.
     PayloadTooLarge
         When the body exceeds 1 MiB.
+    RequestTimeout
+        When the body stalls for longer than the body read timeout.
     InvalidRequest
-        When the body is not a JSON object.
+        When the body is not a JSON object, or has a field outside ``fields``.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
@@ -45,7 +65,7 @@ async def json_body(request: Request) -> dict[str, Any]:
             f"unsupported Content-Type {content_type or '(none)'!r}; send the body as application/json"
         )
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in body_chunks(request):
         body += chunk
         if len(body) > MAX_BODY_SIZE:
             raise PayloadTooLarge(f"the body exceeds {MAX_BODY_SIZE} bytes; send a smaller JSON object")
@@ -55,7 +75,29 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise InvalidRequest(f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
+    check_fields(data, fields)
     return data
+
+
+def check_fields(body: dict[str, Any], fields: Collection[str]) -> None:
+    """Raise InvalidRequest naming the first field of ``body`` that is not in ``fields``."""
+    unknown = [name for name in body if name not in fields]
+    if not unknown:
+        return
+    name = unknown[0]
+    accepted = ", ".join(fields) if fields else "none: send an empty body"
+    raise InvalidRequest(
+        f"unknown field {name!r}{_suggestion(name, fields)}; the accepted fields are {accepted}"
+    )
+
+
+def _suggestion(name: str, fields: Collection[str]) -> str:
+    option = name.lower().lstrip("-")
+    for renamed in CLI_OPTION_FIELDS.get(option, ()):
+        if renamed in fields:
+            return f" (the command line's --{option} is {renamed!r} here)"
+    close = difflib.get_close_matches(name, list(fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from dicomweb_server.admin import authorizations, emergency, organisations, quarantine, tokens
+from dicomweb_server.admin import (
+    audit,
+    authorizations,
+    emergency,
+    organisations,
+    peers,
+    quarantine,
+    refusals,
+    reports,
+    tokens,
+)
 
 ADMIN_PREFIX = "/admin/api"
 
@@ -32,6 +42,23 @@ ADMIN_ROUTES: list[BaseRoute] = [
     Route("/emergency-access", emergency.list_emergency_access_route, methods=["GET"]),
     Route("/emergency-access", emergency.open_emergency_access_route, methods=["POST"]),
     Route("/emergency-access/{access_id}", emergency.close_emergency_access_route, methods=["DELETE"]),
+    Route("/refusals", refusals.list_refusals_route, methods=["GET"]),
+    Route("/refusals", refusals.record_refusal_route, methods=["POST"]),
+    Route("/refusals/{refusal_id}", refusals.show_refusal_route, methods=["GET"]),
+    Route("/audit/entries", audit.list_entries_route, methods=["GET"]),
+    Route("/audit/entries/{event_id}", audit.show_entry_route, methods=["GET"]),
+    Route("/audit/entries/{event_id}/dicom", audit.show_dicom_entry_route, methods=["GET"]),
+    Route("/audit/entries/{event_id}/fhir", audit.show_fhir_entry_route, methods=["GET"]),
+    Route("/audit/export", audit.export_entries_route, methods=["GET"]),
+    Route("/audit/verify", audit.verify_route, methods=["GET"]),
+    Route("/reports/disclosures", reports.disclosures_route, methods=["GET"]),
+    Route("/reports/availability", reports.availability_route, methods=["GET"]),
+    Route("/studies/{study_instance_uid}/sharing", reports.sharing_route, methods=["GET"]),
+    Route("/peers", peers.list_peers_route, methods=["GET"]),
+    Route("/peers", peers.add_peer_route, methods=["POST"]),
+    Route("/peers/{name}", peers.show_peer_route, methods=["GET"]),
+    Route("/peers/{name}", peers.remove_peer_route, methods=["DELETE"]),
+    Route("/peers/{name}/test", peers.test_peer_route, methods=["POST"]),
 ]
 
 

@@ -37,7 +37,7 @@ async def create_token_route(request: Request) -> Response:
     ``expires_at`` is optional (the configured lifetime applies); a date alone means the end of
     that day in the configured time zone. The response contains the token; it is not shown again.
     """
-    body = await json_body(request)
+    body = await json_body(request, fields=("organisation", "scopes", "expires_at"))
     now = now_of(request)
     settings = state(request).settings
     scopes = _scopes(text_list_field(body, "scopes"))

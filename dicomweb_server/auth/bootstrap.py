@@ -15,9 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from dicomweb_server.auth.identity import Scope
 from dicomweb_server.auth.organisations import add_organisation, find_organisation
-from dicomweb_server.auth.tokens import issue_token, revoke_token
+from dicomweb_server.auth.tokens import issue_token, requester_for_token, revoke_token
 from dicomweb_server.config import Settings
 from dicomweb_server.errors import ArchiveError
 from dicomweb_server.index.database import Index
@@ -101,6 +103,21 @@ async def ensure_admin_token(settings: Settings, index: Index) -> AdminTokenFile
         return AdminTokenFile(path, issued=False)
     logger.info("Identity: issued the first admin token %s", issued.info.token_id)
     return AdminTokenFile(path, issued=True)
+
+
+async def admin_token_organisation(
+    connection: AsyncConnection, settings: Settings, now: datetime.datetime
+) -> str | None:
+    """Return the organisation whose token the admin token file holds, or None.
+
+    None also when the file is missing or unreadable, or its token no longer works.
+    """
+    try:
+        token = admin_token_path(settings).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    holder = await requester_for_token(connection, token, now) if token else None
+    return holder.organisation if holder is not None else None
 
 
 def write_secret_file(path: Path, secret: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dicomweb_server.audit import EventType, RecordObject, TypeCode, record_change
 from dicomweb_server.auth.tables import api_token, organisation
 from dicomweb_server.errors import Conflict, InvalidRequest, NotFound
 
@@ -86,7 +87,9 @@ async def add_organisation(
     except IntegrityError:
         # Another transaction added the same name after the check above; raising rolls back.
         raise Conflict(f"an organisation named {name!r} already exists; choose another name") from None
-    return await get_organisation(connection, name)
+    added = await get_organisation(connection, name)
+    await _record_change(connection, added, "organisation.add")
+    return added
 
 
 async def find_organisation(connection: AsyncConnection, name: str) -> Organisation | None:
@@ -135,4 +138,18 @@ async def delete_organisation(
         .where(api_token.c.organisation_key == found.key, api_token.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_by=by)
     )
-    return Organisation(found.key, found.name, found.affiliated, found.created_at, found.created_by, now)
+    deleted = Organisation(found.key, found.name, found.affiliated, found.created_at, found.created_by, now)
+    await _record_change(connection, deleted, "organisation.delete")
+    return deleted
+
+
+async def _record_change(connection: AsyncConnection, changed: Organisation, action: str) -> None:
+    """Record a change of the organisations, a security configuration change, in its transaction."""
+    await record_change(
+        connection,
+        EventType.SECURITY_ALERT,
+        action,
+        type_code=TypeCode.SECURITY_CONFIGURATION,
+        objects=[RecordObject("organisation", changed.name, changed.name)],
+        detail={"affiliated": changed.affiliated},
+    )

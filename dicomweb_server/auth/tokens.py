@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dicomweb_server.audit import EventType, RecordObject, TypeCode, record_change
 from dicomweb_server.auth.identity import Requester, Scope, format_scopes
 from dicomweb_server.auth.organisations import Organisation
 from dicomweb_server.auth.tables import api_token, organisation
@@ -119,6 +120,7 @@ async def issue_token(
         )
     )
     info = TokenInfo(token_id, owner.name, frozenset(scopes), now, by, expires_at, None)
+    await _record_change(connection, info, "token.issue")
     return IssuedToken(token, info)
 
 
@@ -177,7 +179,24 @@ async def revoke_token(
     ).first()
     if row is None:
         raise NotFound(f"no token with id {token_id.strip()!r}; list them with `dicomweb-server token list`")
-    return _token_info(row)
+    revoked = _token_info(row)
+    await _record_change(connection, revoked, "token.revoke")
+    return revoked
+
+
+async def _record_change(connection: AsyncConnection, token: TokenInfo, action: str) -> None:
+    """Record the issue or revocation of a token in the audit trail, in its transaction; never the token."""
+    await record_change(
+        connection,
+        EventType.SECURITY_ALERT,
+        action,
+        type_code=TypeCode.USER_SECURITY_ATTRIBUTES_CHANGED,
+        objects=[
+            RecordObject("token", token.token_id),
+            RecordObject("organisation", token.organisation, token.organisation),
+        ],
+        detail={"scopes": sorted(token.scopes), "expires_at": token.expires_at.isoformat()},
+    )
 
 
 async def requester_for_token(

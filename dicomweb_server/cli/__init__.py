@@ -7,14 +7,41 @@ folder or databases the server uses.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from dicomweb_server import __version__
-from dicomweb_server.cli import check_config, consent, import_, migrate, org, quarantine, serve, sweep, token
+from dicomweb_server.cli import (
+    audit,
+    check_config,
+    consent,
+    import_,
+    migrate,
+    org,
+    peer,
+    quarantine,
+    report,
+    serve,
+    sweep,
+    token,
+)
 from dicomweb_server.config import SettingsError
 
-COMMANDS = (serve, migrate, import_, sweep, check_config, org, token, consent, quarantine)
+COMMANDS = (
+    serve,
+    migrate,
+    import_,
+    sweep,
+    check_config,
+    org,
+    token,
+    consent,
+    quarantine,
+    peer,
+    audit,
+    report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every file and folder the server or a command creates is its owner's only: the index and
+    # the objects hold patient data, and the data folder holds the admin token.
+    os.umask(0o077)
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:

@@ -23,6 +23,7 @@ from dicomweb_server.consent.authorizations import (
     record_authorization,
     revoke_authorization,
 )
+from dicomweb_server.consent.refusals import record_refusal
 from dicomweb_server.errors import InvalidRequest
 from dicomweb_server.index.database import Index
 
@@ -61,6 +62,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         commands, "show", run_show, help="show an authorization as JSON", description="Show an authorization."
     )
     show.add_argument("authorization_id", metavar="ID")
+    _add_decline(commands)
+
+
+def _add_decline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    decline = add_command(
+        commands,
+        "decline",
+        run_decline,
+        help="record that a patient declined to authorize sharing",
+        description="Record that the patient declined to authorize sharing with external facilities; the "
+        "availability report then gives 'patient declined' as the reason. Rejected while an "
+        "authorization of the patient has not ended: revoke it first.",
+    )
+    decline.add_argument("--patient-id", required=True, metavar="ID", help="PatientID (0010,0020)")
+    decline.add_argument("--issuer", default="", metavar="ISSUER", help="IssuerOfPatientID (0010,0021)")
+    decline.add_argument(
+        "--reference", required=True, metavar="TEXT", help="where the signed refusal or a note of it is kept"
+    )
+    decline.add_argument("--note", metavar="TEXT", help="a remark, such as how the patient declined")
+    decline.add_argument(
+        "--at", dest="declined_at", metavar="DATE", help="when the patient declined (default: now)"
+    )
 
 
 def _add_grant(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,7 +187,15 @@ def _coverage(authorization: Authorization) -> str:
 def _recipients(authorization: Authorization) -> str:
     if authorization.any_external:
         return "any external organisation"
-    return ", ".join(repr(name) for name in authorization.organisations)
+    return ", ".join(_recipient(authorization, name) for name in authorization.organisations)
+
+
+def _recipient(authorization: Authorization, name: str) -> str:
+    deleted_at = authorization.deleted_organisations.get(name)
+    if deleted_at is None:
+        return repr(name)
+    zone = periods.zone(authorization.time_zone)
+    return f"{name!r} (deleted {deleted_at.astimezone(zone).isoformat(timespec='seconds')}; receives nothing)"
 
 
 def _end_kind(authorization: Authorization) -> str:
@@ -198,12 +229,33 @@ def run_list(arguments: argparse.Namespace) -> int:
                 item.state(now),
                 _coverage(item),
                 _recipients(item),
-                periods.format_utc(item.starts_at),
-                periods.format_utc(item.ends_at),
+                periods.format_local(item.starts_at, periods.zone(item.time_zone)),
+                periods.format_local(item.ends_at, periods.zone(item.time_zone)),
             ]
             for item in found
         ]
         print_table(["ID", "STATE", "COVERS", "RECIPIENTS", "STARTS", "ENDS"], rows)
+        return 0
+
+    return run_on_index(arguments, work)
+
+
+def run_decline(arguments: argparse.Namespace) -> int:
+    async def work(settings: Settings, index: Index) -> int:
+        now = _now()
+        async with index.write() as connection:
+            recorded = await record_refusal(
+                connection,
+                patient_id=arguments.patient_id,
+                issuer_of_patient_id=arguments.issuer,
+                reference=arguments.reference,
+                note=arguments.note,
+                declined_at=_instant(arguments.declined_at, settings, end_of_day=False),
+                by=actor(),
+                now=now,
+            )
+        print(f"Recorded that patient {recorded.patient_id!r} declined to authorize sharing.")
+        print(recorded.refusal_id)
         return 0
 
     return run_on_index(arguments, work)

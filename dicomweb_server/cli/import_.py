@@ -22,7 +22,16 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dicomweb_server.app import configure_pydicom, open_state
-from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
+from dicomweb_server.audit import command_context
+from dicomweb_server.cli.common import (
+    STORE_SETTINGS,
+    add_settings_options,
+    configure_logging,
+    fail,
+    prepare_data_dir,
+    settings_from,
+)
+from dicomweb_server.cli.records import actor
 from dicomweb_server.cli.sweep import counted
 from dicomweb_server.config import Settings
 from dicomweb_server.dicom.status import FailureReason
@@ -60,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"files stored at the same time (default {DEFAULT_JOBS})",
     )
     options.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
-    add_settings_options(parser)
+    add_settings_options(parser, (*STORE_SETTINGS, "max_part_size", "overwrite"))
     parser.set_defaults(run=run)
 
 
@@ -93,7 +102,13 @@ class ImportSummary:
             self.stored += 1
         else:
             assert result.failure_reason is not None
-            self.failures.append((name, f"{result.message} (Failure Reason 0x{result.failure_reason:04X})"))
+            message = _about_file(result.message or "")
+            self.failures.append((name, f"{message} (Failure Reason 0x{result.failure_reason:04X})"))
+
+
+def _about_file(message: str) -> str:
+    # Ingest words its messages for the parts of a STOW-RS request; here each source is a file.
+    return "the file " + message.removeprefix("the part ") if message.startswith("the part ") else message
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -108,7 +123,7 @@ def run(arguments: argparse.Namespace) -> int:
         sources = list(find_sources(arguments.paths))
     except (OSError, zipfile.BadZipFile) as error:
         return fail(f"cannot read the files to import: {error}")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     try:
         summary = asyncio.run(_import(settings, sources, arguments.jobs, not arguments.no_progress))
     except (IndexUnavailable, StoreError) as error:
@@ -143,12 +158,23 @@ def _sources_of_file(path: Path) -> Iterator[Source]:
     """Yield the members of a zip archive, or the file itself for any other file, DICOM or not.
 
     A DICOM file's 128-byte preamble may hold anything, even a zip signature, so only files
-    named .zip are opened as archives.
+    named .zip are opened as archives. A .zip file that cannot be opened is one failed source,
+    reported as a damaged archive.
     """
-    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-        yield from _zip_sources(path)
+    if path.suffix.lower() == ".zip":
+        try:
+            yield from _zip_sources(path)
+        except (OSError, zipfile.BadZipFile) as error:
+            yield Source(str(path), lambda reason=str(error): _unreadable_archive(reason))
         return
     yield Source(str(path), lambda: _file_chunks(path))
+
+
+async def _unreadable_archive(reason: str) -> AsyncIterator[bytes]:
+    raise SourceUnreadable(
+        f"the file is a damaged zip archive and cannot be read ({reason}); nothing in it was stored"
+    )
+    yield b""  # Never reached; the yield makes this an async generator like the other sources.
 
 
 def _zip_sources(path: Path) -> Iterator[Source]:
@@ -191,12 +217,14 @@ async def _import(settings: Settings, sources: list[Source], jobs: int, progress
             logging_redirect_tqdm(),
             tqdm(total=len(sources), unit="file", file=sys.stderr, disable=not progress) as bar,
         ):
-            return await import_sources(state.ingest, sources, jobs, bar.update)
+            async with command_context(state.index, actor()):
+                return await import_sources(state.ingest, sources, jobs, bar.update)
     finally:
         await _close(state)
 
 
 async def _close(state: ServerState) -> None:
+    await state.audit.close()
     await state.index.close()
     state.store.close()
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
+from dicomweb_server.cli.common import (
+    INDEX_SETTINGS,
+    add_settings_options,
+    configure_logging,
+    fail,
+    prepare_data_dir,
+    settings_from,
+)
 from dicomweb_server.index.database import IndexUnavailable, migrate_index
 
 
@@ -15,14 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="create or upgrade the index database schema",
         description="Apply the schema migrations the index database lacks. Safe to run again.",
     )
-    add_settings_options(parser)
+    add_settings_options(parser, INDEX_SETTINGS)
     parser.set_defaults(run=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
     settings = settings_from(arguments)
     configure_logging(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     try:
         before, after = asyncio.run(migrate_index(settings))
     except IndexUnavailable as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 
+from dicomweb_server.cli.common import STORE_SETTINGS
 from dicomweb_server.cli.records import actor, add_command, print_table, run_on_index
 from dicomweb_server.config import Settings
 from dicomweb_server.consent import quarantine
@@ -41,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             run,
             help=f"{verb} held instances",
             description=f"{verb.capitalize()} held instances.",
+            settings=STORE_SETTINGS,
         )
         command.add_argument("quarantine_ids", nargs="+", metavar="ID", help="ids shown by `quarantine list`")
         command.add_argument("--note", metavar="TEXT", help="a note kept with the decision")

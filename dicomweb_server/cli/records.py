@@ -9,9 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
-from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
+from dicomweb_server.audit import command_context
+from dicomweb_server.cli.common import (
+    RECORD_SETTINGS,
+    add_settings_options,
+    configure_logging,
+    fail,
+    prepare_data_dir,
+    settings_from,
+)
 from dicomweb_server.config import Settings
 from dicomweb_server.errors import ArchiveError
 from dicomweb_server.index.database import Index, IndexUnavailable, open_index
@@ -25,11 +33,15 @@ def add_command(
     *,
     help: str,
     description: str,
+    settings: Collection[str] = RECORD_SETTINGS,
 ) -> argparse.ArgumentParser:
-    """Add a subcommand with the settings options; the caller adds its own options to the result."""
+    """Add a subcommand with the settings options, of which its help lists ``settings``.
+
+    The caller adds its own options to the result; the help lists them before the settings.
+    """
     parser = subparsers.add_parser(name, help=help, description=description, allow_abbrev=False)
     parser.set_defaults(run=run)
-    add_settings_options(parser)
+    add_settings_options(parser, settings)
     return parser
 
 
@@ -48,11 +60,14 @@ def run_on_index(arguments: argparse.Namespace, work: Callable[[Settings, Index]
     """
     settings = settings_from(arguments)
     configure_logging(settings)
+    prepare_data_dir(settings)
 
     async def main() -> int:
         index = await open_index(settings)
         try:
-            return await work(settings, index)
+            # The audit entries of the changes a command makes name the person running it.
+            async with command_context(index, actor()):
+                return await work(settings, index)
         finally:
             await index.close()
 

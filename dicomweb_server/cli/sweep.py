@@ -16,7 +16,13 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from dicomweb_server.cli.common import add_settings_options, configure_logging, fail, settings_from
+from dicomweb_server.cli.common import (
+    STORE_SETTINGS,
+    add_settings_options,
+    configure_logging,
+    fail,
+    settings_from,
+)
 from dicomweb_server.config import Settings
 from dicomweb_server.index.database import Index, IndexUnavailable, open_index
 from dicomweb_server.index.objects import find_indexed_object_keys, has_instances
@@ -48,6 +54,18 @@ def parse_duration(text: str) -> datetime.timedelta:
     return datetime.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
 
 
+@dataclass(frozen=True)
+class Duration:
+    """A duration as the user wrote it ("24h"), for messages, and its value."""
+
+    text: str
+    value: datetime.timedelta
+
+
+def duration_option(text: str) -> Duration:
+    return Duration(text.strip(), parse_duration(text))
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sweep",
@@ -60,8 +78,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument(
         "--grace-period",
-        type=parse_duration,
-        default=DEFAULT_GRACE_PERIOD,
+        type=duration_option,
+        default=Duration("24h", DEFAULT_GRACE_PERIOD),
         metavar="DURATION",
         help="keep objects younger than this, since an upload may still be on its way to the index "
         "(seconds, or with s, m, h or d; default 24h)",
@@ -69,7 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sweep.add_argument(
         "--dry-run", action="store_true", help="list what would be removed, and remove nothing"
     )
-    add_settings_options(parser)
+    add_settings_options(parser, STORE_SETTINGS)
     parser.set_defaults(run=run)
 
 
@@ -90,7 +108,7 @@ def run(arguments: argparse.Namespace) -> int:
     settings = settings_from(arguments)
     configure_logging(settings)
     try:
-        totals = asyncio.run(_sweep(settings, arguments.grace_period, arguments.dry_run))
+        totals = asyncio.run(_sweep(settings, arguments.grace_period.value, arguments.dry_run))
     except (IndexUnavailable, StoreError, SweepStopped) as error:
         return fail(str(error))
     _print_summary(totals, arguments.grace_period, arguments.dry_run)
@@ -182,11 +200,11 @@ async def _unindexed(index: Index, batch: list[StoredObject]) -> list[StoredObje
     return [stored for stored in batch if stored.key not in indexed]
 
 
-def _print_summary(totals: SweepTotals, grace_period: datetime.timedelta, dry_run: bool) -> None:
+def _print_summary(totals: SweepTotals, grace_period: Duration, dry_run: bool) -> None:
     verb = "Would remove" if dry_run else "Removed"
     print(
         f"{verb} {counted(totals.objects, 'object')} ({format_size(totals.size)}) that no index row "
-        f"points to and older than {grace_period}."
+        f"points to and older than {grace_period.text}."
     )
     spool = totals.spool
     print(

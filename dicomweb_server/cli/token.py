@@ -12,6 +12,7 @@ import datetime
 from dicomweb_server.auth.identity import parse_scopes
 from dicomweb_server.auth.organisations import get_organisation
 from dicomweb_server.auth.tokens import issue_token, list_tokens, revoke_token
+from dicomweb_server.cli.common import RECORD_SETTINGS
 from dicomweb_server.cli.records import actor, add_command, print_table, run_on_index
 from dicomweb_server.config import Settings
 from dicomweb_server.consent import periods
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         run_create,
         help="issue a token and print it once",
         description="Issue a token. It is printed once, alone on the last line; keep it safe.",
+        settings=(*RECORD_SETTINGS, "token_lifetime_days"),
     )
     create.add_argument("--org", required=True, metavar="NAME", help="the organisation the token belongs to")
     create.add_argument(

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dicomweb_server.audit import EventAction, EventType, RecordObject, StudyInvolved, record_change
 from dicomweb_server.auth.organisations import Organisation, get_organisation
 from dicomweb_server.auth.tables import organisation
 from dicomweb_server.consent import periods
@@ -87,6 +88,10 @@ class Authorization:
     revocation_reason: str | None
     organisations: list[str] = field(default_factory=list)
     study_instance_uids: list[str] = field(default_factory=list)
+    deleted_organisations: dict[str, datetime.datetime] = field(default_factory=dict)
+    """Recipients deleted after the authorization was recorded, with the time of deletion. An
+    organisation registered again under the same name is another organisation, so the authorization
+    does not name it."""
 
     def state(self, now: datetime.datetime) -> str:
         if self.revoked_at is not None:
@@ -110,6 +115,10 @@ class Authorization:
             "study_date_to": self.study_date_to,
             "any_external": self.any_external,
             "organisations": self.organisations,
+            "deleted_organisations": {
+                name: periods.format_utc(deleted_at)
+                for name, deleted_at in self.deleted_organisations.items()
+            },
             "purpose": self.purpose,
             "reference": self.reference,
             "recorded_by": self.recorded_by,
@@ -264,7 +273,9 @@ async def record_authorization(
         )
     )
     logger.info("Consent: recorded authorization %s (covers %s)", record_id, coverage)
-    return await get_authorization(connection, record_id)
+    recorded = await get_authorization(connection, record_id)
+    await _record_change(connection, recorded, "authorization.record", EventAction.CREATE)
+    return recorded
 
 
 async def _check_listed_studies(
@@ -307,6 +318,7 @@ async def _find(connection: AsyncConnection, *conditions: Any) -> list[Authoriza
     keys = [row.authorization_key for row in rows]
     listed: dict[int, list[str]] = {key: [] for key in keys}
     named: dict[int, list[str]] = {key: [] for key in keys}
+    deleted: dict[int, dict[str, datetime.datetime]] = {key: {} for key in keys}
     if keys:
         for key, uid in await connection.execute(
             select(authorization_study.c.authorization_key, authorization_study.c.study_instance_uid)
@@ -314,8 +326,10 @@ async def _find(connection: AsyncConnection, *conditions: Any) -> list[Authoriza
             .order_by(authorization_study.c.study_instance_uid)
         ):
             listed[key].append(uid)
-        for key, name in await connection.execute(
-            select(authorization_recipient.c.authorization_key, organisation.c.name)
+        for key, name, deleted_at in await connection.execute(
+            select(
+                authorization_recipient.c.authorization_key, organisation.c.name, organisation.c.deleted_at
+            )
             .select_from(
                 authorization_recipient.join(
                     organisation,
@@ -326,10 +340,19 @@ async def _find(connection: AsyncConnection, *conditions: Any) -> list[Authoriza
             .order_by(organisation.c.name)
         ):
             named[key].append(name)
-    return [_authorization(row, named[row.authorization_key], listed[row.authorization_key]) for row in rows]
+            if deleted_at is not None:
+                deleted[key][name] = deleted_at
+    return [
+        _authorization(
+            row, named[row.authorization_key], listed[row.authorization_key], deleted[row.authorization_key]
+        )
+        for row in rows
+    ]
 
 
-def _authorization(row: Any, organisations: list[str], uids: list[str]) -> Authorization:
+def _authorization(
+    row: Any, organisations: list[str], uids: list[str], deleted: dict[str, datetime.datetime] | None = None
+) -> Authorization:
     return Authorization(
         authorization_id=row.authorization_id,
         patient_id=row.patient_id,
@@ -353,6 +376,7 @@ def _authorization(row: Any, organisations: list[str], uids: list[str]) -> Autho
         revocation_reason=row.revocation_reason,
         organisations=organisations,
         study_instance_uids=uids,
+        deleted_organisations=deleted or {},
     )
 
 
@@ -402,7 +426,9 @@ async def revoke_authorization(
         .values(revoked_at=now, revoked_by=by, revocation_reason=reason_text, updated_at=now)
     )
     logger.info("Consent: revoked authorization %s", found.authorization_id)
-    return await get_authorization(connection, found.authorization_id)
+    revoked = await get_authorization(connection, found.authorization_id)
+    await _record_change(connection, revoked, "authorization.revoke", EventAction.UPDATE)
+    return revoked
 
 
 async def extend_for_study(
@@ -452,3 +478,46 @@ async def extend_for_study(
             .where(patient_authorization.c.authorization_key == row.authorization_key)
             .values(**changes, updated_at=now)
         )
+        changed = await get_authorization(connection, row.authorization_id)
+        await _record_change(
+            connection,
+            changed,
+            "authorization.extend",
+            EventAction.UPDATE,
+            studies=[StudyInvolved(study_instance_uid)],
+            detail={
+                "previous_ends_at": periods.format_utc(row.ends_at),
+                "trigger": "a covered study was stored",
+            },
+        )
+
+
+async def _record_change(
+    connection: AsyncConnection,
+    authorization: Authorization,
+    action: str,
+    event_action: EventAction,
+    *,
+    studies: list[StudyInvolved] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record a change of an authorization in the audit trail, in the transaction that makes it."""
+    await record_change(
+        connection,
+        EventType.PATIENT_RECORD,
+        action,
+        event_action=event_action,
+        patient_id=authorization.patient_id,
+        issuer_of_patient_id=authorization.issuer_of_patient_id,
+        purpose=authorization.purpose,
+        authorizations=[authorization.authorization_id],
+        studies=studies or [],
+        objects=[RecordObject("authorization", authorization.authorization_id, authorization.reference)],
+        detail={
+            **(detail or {}),
+            "coverage": authorization.coverage,
+            "ends_at": periods.format_utc(authorization.ends_at),
+            "meets_twelve_months": authorization.meets_twelve_months,
+            "revoked_at": periods.format_utc(authorization.revoked_at) if authorization.revoked_at else None,
+        },
+    )

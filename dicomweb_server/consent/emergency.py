@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dicomweb_server.audit import EventType, RecordObject, TypeCode, record_change
+from dicomweb_server.audit.events import Code
 from dicomweb_server.auth.identity import Requester, Scope
 from dicomweb_server.auth.tables import organisation
 from dicomweb_server.consent.tables import emergency_access, emergency_access_use
@@ -89,8 +91,8 @@ async def open_emergency_access(
     """
     if not requester.has_scope(Scope.EMERGENCY) or requester.organisation_key is None:
         raise Forbidden("opening emergency access needs a token with the emergency scope")
-    # NOTE: the archive records no explicit patient refusals yet, so nothing here can stop
-    # emergency access to a patient who refused all sharing.
+    # NOTE: a refusal the patient recorded (consent.refusals) does not stop emergency access;
+    # nothing here checks for one yet.
     patient = _text(patient_id, "patient_id", MAX_PATIENT_ID_LENGTH, required=True)
     issuer = _text(issuer_of_patient_id, "issuer_of_patient_id", MAX_PATIENT_ID_LENGTH, required=False)
     reason_text = _text(reason, "reason (why emergency access is needed)", MAX_REASON_LENGTH, required=True)
@@ -114,6 +116,16 @@ async def open_emergency_access(
         access_id,
         requester.describe(),
         minutes,
+    )
+    await _record_alert(
+        connection,
+        "emergency-access.open",
+        TypeCode.EMERGENCY_OVERRIDE_STARTED,
+        access_id,
+        patient,
+        issuer,
+        reason_text,
+        {"expires_at": expires_at.isoformat()},
     )
     return EmergencyAccess(
         access_id,
@@ -186,7 +198,42 @@ async def close_emergency_access(
             .values(closed_at=now, closed_by=requester.describe())
         )
         logger.warning("Security alert: emergency access %s closed by %s", access_id, requester.describe())
+        await _record_alert(
+            connection,
+            "emergency-access.close",
+            TypeCode.EMERGENCY_OVERRIDE_STOPPED,
+            access_id,
+            match.patient_id,
+            match.issuer_of_patient_id,
+            match.reason,
+            {"opened_by": f"{match.subject} ({match.organisation})"},
+        )
     return dataclasses.replace(match, closed_at=match.closed_at or now)
+
+
+async def _record_alert(
+    connection: AsyncConnection,
+    action: str,
+    type_code: Code,
+    access_id: str,
+    patient_id: str,
+    issuer_of_patient_id: str,
+    reason: str,
+    detail: dict[str, Any],
+) -> None:
+    """Record the opening or closing of an emergency access in the audit trail, in its transaction."""
+    await record_change(
+        connection,
+        EventType.SECURITY_ALERT,
+        action,
+        type_code=type_code,
+        patient_id=patient_id,
+        issuer_of_patient_id=issuer_of_patient_id,
+        purpose=f"emergency access: {reason}",
+        emergency_accesses=[access_id],
+        objects=[RecordObject("emergency_access", access_id)],
+        detail=detail,
+    )
 
 
 async def open_access_keys(

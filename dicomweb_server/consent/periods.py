@@ -15,6 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DICOM_DATE = re.compile(r"^\d{8}$")
 
+LATEST_DATE = datetime.date(9998, 12, 31)
+"""Latest date accepted as a start or an end. Python's dates end with 9999-12-31, and the end of a
+day, a time zone offset or the twelve months added to a study must stay within them."""
+
 
 def zone(name: str) -> ZoneInfo:
     """Return the IANA time zone ``name`` ("Europe/Paris", "UTC").
@@ -45,19 +49,34 @@ def parse_instant(text: str, time_zone: ZoneInfo, *, end_of_day: bool) -> dateti
         When the text is neither form; the message shows both forms.
     """
     value = text.strip()
+    day: datetime.date | None = None
+    instant: datetime.datetime | None = None
     try:
         if DATE_ONLY.match(value):
             day = datetime.date.fromisoformat(value)
-            return start_of_local_day(day + datetime.timedelta(days=1) if end_of_day else day, time_zone)
-        instant: datetime.datetime | None = datetime.datetime.fromisoformat(value)
+        else:
+            instant = datetime.datetime.fromisoformat(value)
     except ValueError:
-        instant = None
+        pass
+    if day is not None:
+        _check_not_too_late(text, datetime.datetime.combine(day, datetime.time(0)))
+        return start_of_local_day(day + datetime.timedelta(days=1) if end_of_day else day, time_zone)
     if instant is None or instant.tzinfo is None:
         raise ValueError(
             f"invalid date or time {text!r}; use a date (2027-03-01) or a date and time with its UTC "
             "offset (2027-03-01T08:00:00+01:00 or 2027-03-01T07:00:00Z)"
         )
+    _check_not_too_late(text, instant.replace(tzinfo=None))
     return instant.astimezone(datetime.UTC)
+
+
+def _check_not_too_late(text: str, local: datetime.datetime) -> None:
+    # The local date and time are compared before any conversion, which may overflow near 9999-12-31.
+    if local.date() > LATEST_DATE:
+        raise ValueError(
+            f"invalid date or time {text!r}: the latest date accepted is {LATEST_DATE.isoformat()}; "
+            "give an earlier date"
+        )
 
 
 def parse_study_date(text: str) -> str:
@@ -93,9 +112,13 @@ def study_day(study_date: str | None, stored_at: datetime.datetime, time_zone: Z
     """Return the local day of a study: its StudyDate, or the day it was first stored when it has none."""
     if study_date and DICOM_DATE.match(study_date):
         try:
-            return datetime.datetime.strptime(study_date, "%Y%m%d").date()
+            day = datetime.datetime.strptime(study_date, "%Y%m%d").date()
         except ValueError:
             pass
+        else:
+            # Twelve months after a StudyDate in year 9999 cannot be represented.
+            if day <= LATEST_DATE:
+                return day
     return stored_at.astimezone(time_zone).date()
 
 

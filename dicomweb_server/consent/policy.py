@@ -22,8 +22,9 @@ Studies held in quarantine are not in the ``study`` table, so no predicate can s
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, true
 
 from dicomweb_server.auth.identity import Requester, Scope
 from dicomweb_server.auth.tables import organisation
@@ -103,10 +104,10 @@ def covers_study() -> ColumnElement[bool]:
     )
 
 
-def authorized_studies(organisation_key: int, now: datetime.datetime) -> ColumnElement[bool]:
-    """Return the predicate of the studies an active authorization covers for one external organisation."""
+def _names_recipient(organisation_key: int) -> ColumnElement[bool]:
+    """Return the predicate, on ``patient_authorization``, that an authorization names an organisation."""
     authorization = patient_authorization.c
-    recipient = or_(
+    return or_(
         authorization.any_external,
         exists()
         .where(
@@ -115,6 +116,11 @@ def authorized_studies(organisation_key: int, now: datetime.datetime) -> ColumnE
         )
         .correlate_except(authorization_recipient),
     )
+
+
+def authorized_studies(organisation_key: int, now: datetime.datetime) -> ColumnElement[bool]:
+    """Return the predicate of the studies an active authorization covers for one external organisation."""
+    authorization = patient_authorization.c
     return (
         exists()
         .where(
@@ -122,9 +128,29 @@ def authorized_studies(organisation_key: int, now: datetime.datetime) -> ColumnE
             authorization.revoked_at.is_(None),
             authorization.starts_at <= now,
             authorization.ends_at > now,
-            recipient,
+            _names_recipient(organisation_key),
         )
         .correlate_except(patient_authorization)
+    )
+
+
+def authorizations_in_force(organisation_key: int, at: datetime.datetime) -> Select[Any]:
+    """Select (StudyInstanceUID, authorization id, purpose) of what let an organisation see studies at ``at``.
+
+    The audit trail names these authorizations on each disclosure. An authorization revoked after
+    ``at`` was still in force at ``at``, so this also answers for a moment that has passed. The
+    caller adds the condition on ``study`` that picks the studies.
+    """
+    authorization = patient_authorization.c
+    return (
+        select(study.c.study_instance_uid, authorization.authorization_id, authorization.purpose)
+        .select_from(patient_authorization.join(study, covers_study()))
+        .where(
+            or_(authorization.revoked_at.is_(None), authorization.revoked_at > at),
+            authorization.starts_at <= at,
+            authorization.ends_at > at,
+            _names_recipient(organisation_key),
+        )
     )
 
 

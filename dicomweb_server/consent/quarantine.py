@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dicomweb_server.audit import EventAction, EventType, RecordObject, StudyInvolved, record_change
 from dicomweb_server.auth.tables import organisation
 from dicomweb_server.consent.authorizations import extend_for_study
 from dicomweb_server.consent.tables import quarantine_instance
@@ -137,6 +138,34 @@ async def hold_instance(
     )
     logger.info("Quarantine: held instance %s from an external organisation", quarantine_id)
     return quarantine_id
+
+
+async def find_held_copy(
+    connection: AsyncConnection, hold: HoldFor, sop_instance_uid: str, content_digest: str
+) -> str | None:
+    """Return the id of the instance with these bytes that the organisation stored and that is still held.
+
+    The organisation's row is locked first (SELECT ... FOR UPDATE on PostgreSQL; SQLite runs one
+    write transaction at a time anyway), so two stores of the same bytes at once keep one row.
+    """
+    await connection.execute(
+        select(organisation.c.organisation_key)
+        .where(organisation.c.organisation_key == hold.organisation_key)
+        .with_for_update()
+    )
+    row = (
+        await connection.execute(
+            select(quarantine_instance.c.quarantine_id)
+            .where(
+                quarantine_instance.c.organisation_key == hold.organisation_key,
+                quarantine_instance.c.status == HELD,
+                quarantine_instance.c.sop_instance_uid == sop_instance_uid,
+                quarantine_instance.c.content_digest == content_digest,
+            )
+            .limit(1)
+        )
+    ).first()
+    return row.quarantine_id if row is not None else None
 
 
 _FROM = quarantine_instance.join(
@@ -274,6 +303,7 @@ async def accept(
                     raise
                 same_object_stored = True
             await extend_for_study(connection, parsed.study_instance_uid, now)
+            await _record_decision(connection, found, "quarantine.accept", EventAction.CREATE, note)
     except RecordRejected as rejected:
         raise Conflict(_rejection_message(found, rejected.outcome)) from None
 
@@ -294,10 +324,43 @@ async def reject(
         found = _held(await get_quarantined(connection, quarantine_id))
         if not await _mark(connection, found.quarantine_id, REJECTED, by, note, now):
             raise Conflict(f"the quarantined instance {found.quarantine_id} was decided by someone else")
+        await _record_decision(connection, found, "quarantine.reject", EventAction.DELETE, note)
     await _delete_object(store, found.object_key)
     logger.info("Quarantine: rejected instance %s", found.quarantine_id)
     async with index.read() as connection:
         return await get_quarantined(connection, found.quarantine_id)
+
+
+async def _record_decision(
+    connection: AsyncConnection,
+    found: QuarantinedInstance,
+    action: str,
+    event_action: EventAction,
+    note: str | None,
+) -> None:
+    """Record a decision on a held instance in the audit trail, in the transaction that marks it."""
+    involved = StudyInvolved(
+        found.study_instance_uid,
+        instances=1,
+        patient_id=found.patient_id or "",
+        issuer_of_patient_id=found.issuer_of_patient_id or "",
+        study_date=found.study_date,
+    )
+    await record_change(
+        connection,
+        EventType.INSTANCES_ACCESSED,
+        action,
+        event_action=event_action,
+        level="instance",
+        studies=[involved],
+        instances=1,
+        objects=[
+            RecordObject("quarantine", found.quarantine_id),
+            RecordObject("instance", found.sop_instance_uid),
+            RecordObject("organisation", found.organisation, found.organisation),
+        ],
+        detail={"note": note, "submitted_by": found.submitted_by},
+    )
 
 
 def _rejection_message(found: QuarantinedInstance, outcome: RecordOutcome) -> str:

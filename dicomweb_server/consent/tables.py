@@ -1,4 +1,4 @@
-"""Tables of what external requesters may see: patient authorizations, emergency access, quarantine.
+"""Tables of what external requesters may see: patient authorizations, refusals, emergency access, quarantine.
 
 They share ``index.schema.metadata``. Instants are stored in UTC (``UtcDateTime``); an
 authorization is active from ``starts_at`` (inclusive) to ``ends_at`` (exclusive). An empty
@@ -151,3 +151,18 @@ quarantine_instance = Table(
 )
 Index(None, quarantine_instance.c.status, quarantine_instance.c.received_at)
 Index(None, quarantine_instance.c.object_key)
+
+patient_refusal = Table(
+    "patient_refusal",
+    metadata,
+    Column("refusal_key", SurrogateKey, primary_key=True, autoincrement=True),
+    Column("refusal_id", String(36), nullable=False, unique=True, comment="public id, a UUID"),
+    Column("patient_id", Text, nullable=False, comment="(0010,0020) LO"),
+    Column("issuer_of_patient_id", Text, nullable=False, comment="(0010,0021) LO, empty when none"),
+    Column("declined_at", UtcDateTime, nullable=False, comment="when the patient declined"),
+    Column("reference", Text, nullable=False, comment="where the signed refusal or the note of it is kept"),
+    Column("note", Text),
+    Column("recorded_by", Text, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+Index(None, patient_refusal.c.patient_id, patient_refusal.c.issuer_of_patient_id)

@@ -7,6 +7,7 @@ that cannot be used. ``index.search`` compiles the model to SQL.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dicomweb_server.dicom.uids import check_uid
 from dicomweb_server.dicom.values import Bound, normalize_date, normalize_datetime, normalize_time
 
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_DIGITS = re.compile(r"[0-9]+")
 _VALUE_SEPARATORS = re.compile(r"[\\,]")
 _CONTROL_PARAMETERS = {
     "fuzzymatching",
@@ -38,6 +40,14 @@ _CONTROL_PARAMETERS = {
 _WILDCARD_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
 _RANGE_VRS = {"DA", "TM", "DT"}
 _LIST_VRS = {"UI", "CS"}
+
+
+MAX_OFFSET = 2**31 - 1
+"""Largest offset a search accepts; far beyond any result count, and within every database's integers."""
+
+LARGE_NUMBER = 10**18
+"""The value given to a limit or offset that has more digits than this number. The server caps every
+limit far below it, and int() fails on a text of more than 4300 digits."""
 
 
 class QueryError(ValueError):
@@ -220,7 +230,7 @@ def _parse_controls(pairs: list[tuple[str, str]]) -> _Controls:
         elif name == "limit":
             controls.limit = _parse_uint(name, value)
         elif name == "offset":
-            controls.offset = _parse_uint(name, value)
+            controls.offset = _parse_uint(name, value, MAX_OFFSET)
         elif name == "includefield":
             _parse_includefield(value, controls)
     return controls
@@ -234,10 +244,18 @@ def _parse_boolean(name: str, value: str) -> bool:
     raise QueryError(f"Invalid search: {name} value {value!r} is not true or false")
 
 
-def _parse_uint(name: str, value: str) -> int:
-    if not value.isdigit():
+def _parse_uint(name: str, value: str, maximum: int | None = None) -> int:
+    """Parse limit or offset; values too long to matter are kept as LARGE_NUMBER."""
+    if not _DIGITS.fullmatch(value):
         raise QueryError(f"Invalid search: {name} value {value!r} is not an unsigned integer")
-    return int(value)
+    digits = value.lstrip("0")
+    number = LARGE_NUMBER if len(digits) > len(str(LARGE_NUMBER)) else int(digits or "0")
+    if maximum is not None and number > maximum:
+        raise QueryError(
+            f"Invalid search: {name} value {value!r} is larger than the maximum {maximum}; "
+            "narrow the search instead of paging that far"
+        )
+    return number
 
 
 def _parse_includefield(value: str, controls: _Controls) -> None:
@@ -384,13 +402,34 @@ _FORMATS = {
 
 def _normalize_bound(name: str, key: MatchingKey, text: str, bound: Bound, whole: str | None = None) -> str:
     normalized = _NORMALIZERS[key.vr](text, bound)
+    where = f"range {whole!r} has the bound {text!r}, which" if whole else f"value {text!r}"
     if normalized is None:
-        where = f"range {whole!r} has the bound {text!r}, which" if whole else f"value {text!r}"
         raise QueryError(
             f"Invalid search: {name} {where} is not a DICOM {key.vr} value "
             f"({_FORMATS[key.vr]}); give one such value or a range of two separated by '-'"
         )
+    if key.vr in ("DA", "DT") and not _is_calendar_day(text, normalized):
+        raise QueryError(
+            f"Invalid search: {name} {where} names a day that does not exist in the calendar; "
+            "check the month and the day"
+        )
     return normalized
+
+
+def _is_calendar_day(text: str, normalized: str) -> bool:
+    """Return whether a date given with its day (YYYYMMDD at the start) exists in the calendar.
+
+    The normalizers check months and days only against 1-12 and 1-31. A DT value given without
+    its day gets day 31 as an upper bound ("202002" ends on "20200231"), which is a bound and not
+    a date, so only a day written in the text is checked.
+    """
+    if len(text.strip().replace(".", "")) < 8:
+        return True
+    try:
+        datetime.date(int(normalized[:4]), int(normalized[4:6]), int(normalized[6:8]))
+    except ValueError:
+        return False
+    return True
 
 
 def _person_name_condition(key: MatchingKey, value: str, fuzzy: bool) -> Condition:

@@ -33,6 +33,7 @@ from dicomweb_server.dicom.render_parameters import (
     Viewport,
     VoiLutFunction,
     Window,
+    check_rendered_size,
     valid_window_width,
 )
 from dicomweb_server.dicom.transfer import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, describe
@@ -180,7 +181,8 @@ def render_frame(
     RenderingError
         When the Photometric Interpretation cannot be rendered.
     RenderingParameterError
-        When the source image region does not fit the image.
+        When the source image region does not fit the image, or the rendered image would be
+        larger than MAX_RENDERED_SIDE or MAX_RENDERED_PIXELS allow.
     """
     values = _display_values(header, pixels, frame_index, parameters.window)
 
@@ -424,6 +426,7 @@ def _scale_to_8_bits(rgb: np.ndarray, bits_stored: int) -> np.ndarray:
 
 def _output_size(columns: int, rows: int, viewport: Viewport | None, enlarge: bool) -> tuple[int, int]:
     if viewport is None or (viewport.width is None and viewport.height is None):
+        check_rendered_size(columns, rows)
         return columns, rows
     scales = []
     if viewport.width is not None:
@@ -433,7 +436,9 @@ def _output_size(columns: int, rows: int, viewport: Viewport | None, enlarge: bo
     scale = min(scales)
     if not enlarge:
         scale = min(scale, 1.0)
-    return max(1, round(columns * scale)), max(1, round(rows * scale))
+    size = max(1, round(columns * scale)), max(1, round(rows * scale))
+    check_rendered_size(*size)
+    return size
 
 
 def _encode(image: Image.Image, media_type: str, quality: int) -> bytes:

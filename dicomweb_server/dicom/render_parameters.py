@@ -21,6 +21,13 @@ RENDERED_IMAGE_TYPES = (JPEG, PNG, GIF)
 DEFAULT_QUALITY = 90
 """JPEG quality (1 to 100) when the request gives none."""
 
+MAX_RENDERED_SIDE = 8192
+"""Maximum width and height of a rendered image, in pixels: an 8K display, or the largest mammograms."""
+
+MAX_RENDERED_PIXELS = 8192 * 4096
+"""Maximum pixel count of a rendered image, which bounds the memory one rendering takes (about 100 MB
+for RGB)."""
+
 
 class RenderingParameterError(ValueError):
     """A rendering parameter that is malformed or does not fit the image. The message names the parameter."""
@@ -236,4 +243,23 @@ def _parse_size(text: str, name: str, whole: str) -> int | None:
         raise RenderingParameterError(
             f"invalid {name} {text!r} in {whole!r}; give a positive number of pixels"
         )
+    if size is not None and size > MAX_RENDERED_SIDE:
+        raise RenderingParameterError(
+            f"invalid {name} {text!r} in {whole!r}; the maximum is {MAX_RENDERED_SIDE} pixels"
+        )
     return size
+
+
+def check_rendered_size(width: int, height: int) -> None:
+    """Raise RenderingParameterError when an image of ``width`` by ``height`` pixels is too large to render.
+
+    A viewport that gives one side only scales the other with the aspect ratio, so the size is
+    checked once it is known, in addition to the limit on vw and vh.
+    """
+    if width <= MAX_RENDERED_SIDE and height <= MAX_RENDERED_SIDE and width * height <= MAX_RENDERED_PIXELS:
+        return
+    raise RenderingParameterError(
+        f"the requested size would render an image of {width}x{height} pixels; the maximum is "
+        f"{MAX_RENDERED_SIDE} pixels a side and {MAX_RENDERED_PIXELS} pixels in all; request a smaller "
+        "viewport (or rows and columns)"
+    )

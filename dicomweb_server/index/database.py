@@ -15,7 +15,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, event, inspect
+from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -142,9 +143,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _create_sqlite_engine(url: str, settings: Settings) -> AsyncEngine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    _make_parent_folder(url)
     engine = create_async_engine(
         url,
         pool_size=settings.index_pool_size,
@@ -152,9 +151,41 @@ def _create_sqlite_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=settings.index_timeout,
         connect_args={"timeout": settings.index_timeout},
     )
+    configure_sqlite_engine(engine.sync_engine, settings)
+    return engine
+
+
+def _make_parent_folder(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sqlite_thread_engine(settings: Settings) -> Engine:
+    """Create a synchronous engine with one connection to the embedded SQLite index.
+
+    It is configured as the server's engine. Code that runs a whole transaction in a worker
+    thread on it (the audit writer) crosses threads once per transaction, where aiosqlite
+    crosses once per call of the driver.
+    """
+    url = make_url(settings.effective_index_url).set(drivername="sqlite+pysqlite")
+    _make_parent_folder(url.render_as_string(hide_password=False))
+    engine = create_sync_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=settings.index_timeout,
+        connect_args={"timeout": settings.index_timeout, "check_same_thread": False},
+    )
+    configure_sqlite_engine(engine, settings)
+    return engine
+
+
+def configure_sqlite_engine(engine: Engine, settings: Settings) -> None:
+    """Set the pragmas of every new SQLite connection, and let transactions choose BEGIN IMMEDIATE."""
     busy_timeout_ms = int(settings.index_timeout * 1000)
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def configure_connection(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite starts transactions on its own and defers them; turning that off lets the
         # "begin" hook below choose DEFERRED or IMMEDIATE.
@@ -175,12 +206,10 @@ def _create_sqlite_engine(url: str, settings: Settings) -> AsyncEngine:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def begin_transaction(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def _alembic_config() -> Config:

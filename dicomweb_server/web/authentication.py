@@ -7,13 +7,15 @@ scope is rejected before any byte of its body is read:
 
 - ``/admin/api/emergency-access``: emergency or admin (the handlers check which);
 - any other path under ``/admin/``: admin;
+- under ``/federation/``: read for GET and HEAD (federated search, retrieval from a peer), store
+  for POST (import from a peer), admin otherwise;
 - GET and HEAD: read; POST, PUT and PATCH: store; DELETE and anything else: admin.
 
 A missing token is a 401 with ``WWW-Authenticate: Bearer realm="dicomweb"``; a token that cannot
 be trusted adds ``error="invalid_token"``; a token without the scope is a 403 with
-``error="insufficient_scope"`` (RFC 6750 3). Responses to external requesters carry
-``Cache-Control: no-store, private``, whatever the handler set, so no shared cache keeps what a
-patient's authorization allowed at one moment.
+``error="insufficient_scope"`` (RFC 6750 3). Every response to a request with a token carries
+``Cache-Control: no-store, private``, whatever the handler set: it may carry patient data, and
+no cache should keep what a patient's authorization allowed at one moment.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb_server.audit.context import identify
 from dicomweb_server.auth.authenticate import Authenticator
 from dicomweb_server.auth.identity import LOCAL_REQUESTER, Requester
 from dicomweb_server.auth.identity import Scope as TokenScope
@@ -33,15 +36,17 @@ from dicomweb_server.errors import ArchiveError, Forbidden, Unauthenticated
 from dicomweb_server.index.database import IndexUnavailable
 from dicomweb_server.web.context import REQUEST_TIME, REQUESTER
 from dicomweb_server.web.errors import error_response
+from dicomweb_server.web.open_mode import open_mode_refusal
 from dicomweb_server.web.urls import DICOMWEB_PREFIX
 
 logger = logging.getLogger(__name__)
 
 REALM = "dicomweb"
-EXTERNAL_CACHE_CONTROL = b"no-store, private"
+NO_STORE = b"no-store, private"
 EMERGENCY_PREFIX = "/admin/api/emergency-access"
 READ_METHODS = {"GET", "HEAD"}
 STORE_METHODS = {"POST", "PUT", "PATCH"}
+FEDERATION_PREFIX = "/federation/"
 
 
 def required_scopes(method: str, path: str, headers: Headers) -> frozenset[TokenScope] | None:
@@ -54,9 +59,19 @@ def required_scopes(method: str, path: str, headers: Headers) -> frozenset[Token
         return frozenset({TokenScope.EMERGENCY, TokenScope.ADMIN})
     if path.startswith("/admin/"):
         return frozenset({TokenScope.ADMIN})
+    if path.startswith(FEDERATION_PREFIX):
+        return _federation_scopes(method)
     if method in READ_METHODS or method == "OPTIONS":
         return frozenset({TokenScope.READ})
     if method in STORE_METHODS:
+        return frozenset({TokenScope.STORE})
+    return frozenset({TokenScope.ADMIN})
+
+
+def _federation_scopes(method: str) -> frozenset[TokenScope]:
+    if method in READ_METHODS:
+        return frozenset({TokenScope.READ})
+    if method == "POST":
         return frozenset({TokenScope.STORE})
     return frozenset({TokenScope.ADMIN})
 
@@ -120,6 +135,7 @@ class AuthenticationMiddleware:
 
         try:
             requester = await self._requester(scope, headers, now)
+            identify(scope, requester)
             _check_scope(requester, needed)
             await self._record_emergency_use(scope, requester, path, now)
         except ArchiveError as error:
@@ -133,9 +149,7 @@ class AuthenticationMiddleware:
             return
 
         scope[REQUESTER] = requester
-        if requester.external:
-            send = _without_caching(send)
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _without_caching(send))
 
     async def _requester(self, scope: Scope, headers: Headers, now: datetime.datetime) -> Requester:
         try:
@@ -144,7 +158,10 @@ class AuthenticationMiddleware:
             raise Unauthenticated(error.message, headers={"WWW-Authenticate": _challenge()}) from None
         if token is None:
             if self.settings.open:
-                return LOCAL_REQUESTER
+                refusal = open_mode_refusal(headers, self.settings)
+                if refusal is None:
+                    return LOCAL_REQUESTER
+                raise Unauthenticated(refusal, headers={"WWW-Authenticate": _challenge()})
             raise Unauthenticated(
                 "this request needs a bearer token; send 'Authorization: Bearer <token>' "
                 "(the first admin token is in the file admin-token of the server's data folder)",
@@ -162,8 +179,7 @@ class AuthenticationMiddleware:
     ) -> None:
         """Record a read by a requester with emergency access open, before any response is sent.
 
-        TODO: only reads under emergency access are recorded; other disclosures to external
-        requesters reach no audit trail yet.
+        The audit trail records every request as well; these rows list the uses per access.
         """
         if requester.affiliated or scope["method"] not in READ_METHODS or path.startswith("/admin/"):
             return
@@ -203,7 +219,7 @@ def _without_caching(send: Send) -> Send:
                 for name, value in message.get("headers", [])
                 if name.lower() != b"cache-control"
             ]
-            headers.append((b"cache-control", EXTERNAL_CACHE_CONTROL))
+            headers.append((b"cache-control", NO_STORE))
             message = {**message, "headers": headers}
         await send(message)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement
 from starlette.requests import Request
 
+from dicomweb_server.audit.writer import AuditWriter
 from dicomweb_server.auth.identity import Requester
 from dicomweb_server.config import Settings
 from dicomweb_server.consent.policy import visible_studies
@@ -25,6 +26,7 @@ class ServerState:
     index: Index
     store: ObjectStore
     ingest: Ingest
+    audit: AuditWriter
 
 
 def state(request: Request) -> ServerState:

@@ -17,6 +17,7 @@ from pydicom import dcmread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb_server.audit import EventType, request_audit
 from dicomweb_server.dicom import transfer
 from dicomweb_server.dicom.frames import FrameDecodeError, NoPixelData, decode_frame, read_frames_from_file
 from dicomweb_server.dicom.parse import DEFLATED_TRANSFER_SYNTAXES
@@ -27,11 +28,16 @@ from dicomweb_server.storage.store import ObjectStore
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import MediaRange, accepted_ranges
 from dicomweb_server.web.context import state
+from dicomweb_server.web.decode_failures import decode_failures
 from dicomweb_server.web.multipart import Part, new_boundary, write_parts
 from dicomweb_server.web.wado import INSTANCE_LEVEL, find_visible, local_copy
 
 FRAME_BATCH = 8
 """Frames read from the store at a time."""
+
+MAX_FRAME_LIST = 1000
+"""Frame numbers one frame list may contain. Numbers may repeat, so without a limit a short URL
+could ask for one large frame thousands of times."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,15 @@ class FrameRepresentation:
 
 
 def parse_frame_numbers(text: str) -> list[int]:
-    """Parse a frame list ("1,3,5"); frame numbers start at 1."""
+    """Parse a frame list ("1,3,5"); frame numbers start at 1, and a list has at most MAX_FRAME_LIST."""
+    items = text.split(",")
+    if len(items) > MAX_FRAME_LIST:
+        raise InvalidRequest(
+            f"the frame list has {len(items)} frame numbers, more than the maximum of {MAX_FRAME_LIST}; "
+            "request the frames in several requests, or retrieve the whole instance"
+        )
     numbers = []
-    for item in text.split(","):
+    for item in items:
         item = item.strip()
         if not item.isdigit() or int(item) < 1:
             raise InvalidRequest(
@@ -122,6 +134,9 @@ def _inner(media_range: MediaRange) -> tuple[str | None, str | None]:
 
 
 async def retrieve_frames(request: Request) -> Response:
+    request_audit(request).describe(
+        EventType.BEGIN_TRANSFERRING, "RetrieveFrames", level="frames", discloses=True
+    )
     numbers = parse_frame_numbers(request.path_params["frame_list"])
     (location,) = await find_visible(request, INSTANCE_LEVEL)
     frame_count = location.frame_count
@@ -222,6 +237,7 @@ async def read_frames(
     except NoPixelData as error:
         raise NotFound(_no_pixel_data(location)) from error
     except FrameDecodeError as error:
+        decode_failures.report("WADO-RS frames", location.instance_key, error)
         raise NotAcceptable(
             f"the frames of instance {location.sop_instance_uid}, stored in "
             f"{transfer.describe(location.transfer_syntax_uid)}, cannot be sent uncompressed: {error}; "
@@ -255,6 +271,9 @@ async def _read_frames(
 
 async def retrieve_bulkdata(request: Request) -> Response:
     """Return the value of one bulk data element, named by the path in its BulkDataURI."""
+    request_audit(request).describe(
+        EventType.BEGIN_TRANSFERRING, "RetrieveBulkdata", level="bulkdata", discloses=True
+    )
     path = request.path_params["attribute_path"].strip("/")
     (location,) = await find_visible(request, INSTANCE_LEVEL)
     ranges = accepted_ranges(request)

@@ -11,12 +11,16 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser
 
 from dicomweb_server.errors import InvalidRequest
 
 CRLF = b"\r\n"
 MAX_PREAMBLE = 64 * 1024
+MAX_PART_HEADERS = 32
+"""Header fields one part may have; a DICOM part needs one or two (Content-Type, Content-Length)."""
+MAX_PART_HEADER_SIZE = 16 * 1024
+"""Bytes of one header field of a part."""
 
 
 @dataclass
@@ -53,6 +57,7 @@ async def read_parts(body: AsyncIterable[bytes], boundary: str) -> AsyncIterator
     TruncatedBody
         When the body ends inside a part or before the closing boundary.
     """
+    _check_boundary(boundary)
     events: list[PartEvent] = []
     header_field: list[bytes] = []
     header_value: list[bytes] = []
@@ -103,8 +108,8 @@ async def read_parts(body: AsyncIterable[bytes], boundary: str) -> AsyncIterator
             "on_part_end": on_part_end,
             "on_end": on_end,
         },
-        max_header_count=32,
-        max_header_size=16 * 1024,
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_SIZE,
     )
 
     try:
@@ -115,7 +120,7 @@ async def read_parts(body: AsyncIterable[bytes], boundary: str) -> AsyncIterator
             events.clear()
         parser.finalize()
     except MultipartParseError as error:
-        raise InvalidRequest(f"the multipart body is malformed: {error}") from error
+        raise InvalidRequest(_parse_error_message(error)) from error
     for event in events:
         yield event
     if not finished:
@@ -123,6 +128,30 @@ async def read_parts(body: AsyncIterable[bytes], boundary: str) -> AsyncIterator
             f"the multipart body ends before its closing boundary --{boundary}--; "
             "send the whole body, ending with the closing boundary"
         )
+
+
+def _check_boundary(boundary: str) -> None:
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise InvalidRequest(
+            f"the multipart boundary has {len(boundary)} characters, more than the {MAX_BOUNDARY_LENGTH} "
+            "accepted; use a boundary of at most 70 characters, as RFC 2046 5.1.1 requires"
+        )
+
+
+def _parse_error_message(error: MultipartParseError) -> str:
+    """Return the message of a parser error, naming the limit and the fix where a limit was hit."""
+    text = str(error)
+    if text.startswith("Maximum header count"):
+        return (
+            f"a part of the multipart body has more than {MAX_PART_HEADERS} header fields, the maximum; "
+            "send each part with its Content-Type and few other header fields"
+        )
+    if text.startswith("Maximum header size"):
+        return (
+            f"a header field of a part of the multipart body is longer than {MAX_PART_HEADER_SIZE} bytes, "
+            "the maximum; shorten that header field"
+        )
+    return f"the multipart body is malformed: {text}"
 
 
 async def _skip_preamble(body: AsyncIterable[bytes], boundary: bytes) -> AsyncIterator[bytes]:

@@ -9,12 +9,13 @@ from pydicom.datadict import dictionary_VR
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicomweb_server.audit import EventType, request_audit
 from dicomweb_server.dicom.attributes import COMPUTED_TAGS, RETURN_TAGS, QueryLevel, level_of_tag
 from dicomweb_server.dicom.dicom_json import element
-from dicomweb_server.dicom.query import SearchQuery, parse_search
+from dicomweb_server.dicom.query import MatchKind, SearchQuery, parse_search
 from dicomweb_server.index.search import SearchResult, search
 from dicomweb_server.web.accept import accepted_ranges
-from dicomweb_server.web.context import requester_visibility, state
+from dicomweb_server.web.context import requester, requester_visibility, state
 from dicomweb_server.web.negotiation import require_json
 from dicomweb_server.web.responses import warning_header
 from dicomweb_server.web.urls import dicomweb_root, instance_url, series_url, study_url
@@ -23,15 +24,15 @@ MORE_RESULTS = "There are additional results that can be requested"
 
 
 async def search_for_studies(request: Request) -> Response:
-    return await _search(request, QueryLevel.STUDY, {})
+    return await _search(request, QueryLevel.STUDY, {}, "SearchForStudies")
 
 
 async def search_for_series(request: Request) -> Response:
-    return await _search(request, QueryLevel.SERIES, _path_scope(request))
+    return await _search(request, QueryLevel.SERIES, _path_scope(request), "SearchForSeries")
 
 
 async def search_for_instances(request: Request) -> Response:
-    return await _search(request, QueryLevel.INSTANCE, _path_scope(request))
+    return await _search(request, QueryLevel.INSTANCE, _path_scope(request), "SearchForInstances")
 
 
 def _path_scope(request: Request) -> dict[str, str]:
@@ -43,32 +44,74 @@ def _path_scope(request: Request) -> dict[str, str]:
     return scope
 
 
-async def _search(request: Request, level: QueryLevel, scope: dict[str, str]) -> Response:
+async def _search(request: Request, level: QueryLevel, scope: dict[str, str], action: str) -> Response:
+    audit = request_audit(request)
+    audit.describe(EventType.QUERY, action, level=str(level), discloses=True)
     media_type = require_json(accepted_ranges(request))
     parameters = [(name, value) for name, value in request.query_params.multi_items() if name != "accept"]
     query = parse_search(level, parameters, scope)
+    _record_requested_studies(request, query, scope)
 
     app = state(request)
-    visibility = requester_visibility(request)
-    levels = _returned_levels(level, scope)
-    async with app.index.read() as connection:
-        page = await search(
-            connection, query, visibility, app.settings.qido_max_results, frozenset(levels - {level})
-        )
-
-    root = dicomweb_root(request)
-    body = [_result_dataset(result, query, levels, root) for result in page.results]
+    body, more = await search_archive(request, query, scope, dicomweb_root(request))
+    _record_results(request, body)
 
     warnings = list(query.warnings)
-    if page.more:
+    if more:
         warnings.append(MORE_RESULTS)
-    if query.limit is not None and query.limit > app.settings.qido_max_results and page.more:
+    if query.limit is not None and query.limit > app.settings.qido_max_results and more:
         warnings.append(
             "The number of results exceeded the maximum supported by the server. "
             "Additional results can be requested."
         )
     headers = {"Warning": warning_header(warnings)} if warnings else {}
     return Response(orjson.dumps(body), media_type=media_type, headers=headers)
+
+
+async def search_archive(
+    request: Request, query: SearchQuery, scope: dict[str, str], root: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """Run a parsed search on this archive under the requester's consent filter.
+
+    Return the result data sets, with RetrieveURLs under ``root``, and whether more results
+    match than the page holds. The federated search uses it for this archive's own results.
+    """
+    app = state(request)
+    levels = _returned_levels(query.level, scope)
+    async with app.index.read() as connection:
+        page = await search(
+            connection,
+            query,
+            requester_visibility(request),
+            app.settings.qido_max_results,
+            frozenset(levels - {query.level}),
+        )
+    return [_result_dataset(result, query, levels, root) for result in page.results], page.more
+
+
+def _record_requested_studies(request: Request, query: SearchQuery, scope: dict[str, str]) -> None:
+    """Name the studies a search asks for by UID, so the trail shows requests for hidden ones."""
+    uids = [scope["StudyInstanceUID"]] if "StudyInstanceUID" in scope else []
+    condition = query.condition_for("StudyInstanceUID")
+    if condition is not None and condition.kind in (MatchKind.SINGLE_VALUE, MatchKind.VALUE_LIST):
+        uids += list(condition.values)
+    request_audit(request).request_studies(uids)
+
+
+def _record_results(request: Request, body: list[dict[str, Any]]) -> None:
+    """Name the studies in the results of an external requester's search: each is a disclosure.
+
+    An affiliated requester's search is recorded with its query and the number of results only.
+    An instance-level search counts its results per study as the instances disclosed.
+    """
+    audit = request_audit(request)
+    audit.detail["results"] = len(body)
+    if not requester(request).external:
+        return
+    for dataset in body:
+        uid = (dataset.get("0020000D", {}).get("Value") or [None])[0]
+        if isinstance(uid, str):
+            audit.involve(uid, 1 if "00080018" in dataset else None)
 
 
 def _returned_levels(level: QueryLevel, scope: dict[str, str]) -> set[QueryLevel]:

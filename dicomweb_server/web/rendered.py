@@ -10,7 +10,6 @@ and instance number order. An Encapsulated PDF instance is rendered as the PDF d
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterable
 
 from pydicom.dataset import Dataset
@@ -19,6 +18,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb_server.audit import EventType, request_audit
 from dicomweb_server.dicom import transfer
 from dicomweb_server.dicom.parse import DEFLATED_TRANSFER_SYNTAXES
 from dicomweb_server.dicom.render import (
@@ -48,12 +48,11 @@ from dicomweb_server.storage.store import ObjectStore
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import MediaRange, accepted_ranges, parse_media_type
 from dicomweb_server.web.context import state
+from dicomweb_server.web.decode_failures import decode_failures
 from dicomweb_server.web.frames import parse_frame_numbers, read_frames
 from dicomweb_server.web.multipart import Part, new_boundary, write_parts
 from dicomweb_server.web.responses import warning_header
 from dicomweb_server.web.wado import INSTANCE_LEVEL, SERIES_LEVEL, STUDY_LEVEL, find_visible, local_copy
-
-logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 128
 """Maximum width and height of a thumbnail, in pixels, when the request gives no viewport."""
@@ -94,7 +93,23 @@ async def retrieve_frames_thumbnail(request: Request) -> Response:
     return await _render_frames(request, thumbnail=True)
 
 
+RENDERED_ACTIONS = {
+    STUDY_LEVEL: "RetrieveStudy",
+    SERIES_LEVEL: "RetrieveSeries",
+    INSTANCE_LEVEL: "RetrieveInstance",
+}
+LEVEL_NAMES = {STUDY_LEVEL: "study", SERIES_LEVEL: "series", INSTANCE_LEVEL: "instance"}
+
+
+def _describe(request: Request, action: str, level: str, thumbnail: bool) -> None:
+    suffix = "Thumbnail" if thumbnail else "Rendered"
+    request_audit(request).describe(
+        EventType.INSTANCES_ACCESSED, action + suffix, level=level, discloses=True
+    )
+
+
 async def _render_resource(request: Request, level: tuple[str, ...], *, thumbnail: bool) -> Response:
+    _describe(request, RENDERED_ACTIONS[level], LEVEL_NAMES[level], thumbnail)
     locations = await find_visible(request, level)
     location = representative_instance(locations)
     ranges = accepted_ranges(request)
@@ -117,6 +132,7 @@ async def _render_resource(request: Request, level: tuple[str, ...], *, thumbnai
 
 
 async def _render_frames(request: Request, *, thumbnail: bool) -> Response:
+    _describe(request, "RetrieveFrames", "frames", thumbnail)
     numbers = parse_frame_numbers(request.path_params["frame_list"])
     (location,) = await find_visible(request, INSTANCE_LEVEL)
     if not has_pixel_data(location):
@@ -298,9 +314,12 @@ class FrameRenderer:
     or big endian data sets, some 1-bit images) the whole stored file is parsed for each frame.
     """
 
-    def __init__(self, store: ObjectStore, location: InstanceLocation) -> None:
+    def __init__(
+        self, store: ObjectStore, location: InstanceLocation, route: str = "WADO-RS rendered"
+    ) -> None:
         self._store = store
         self._location = location
+        self._route = route
         self._header: Dataset | None = None
 
     async def render(self, number: int, parameters: RenderingParameters) -> bytes:
@@ -321,7 +340,7 @@ class FrameRenderer:
         except RenderingParameterError as error:
             raise InvalidRequest(str(error)) from error
         except RenderingError as error:
-            logger.warning("Rendered: an instance cannot be rendered: %s", type(error).__name__)
+            decode_failures.report(self._route, self._location.instance_key, error)
             raise NotAcceptable(
                 f"instance {self._location.sop_instance_uid} cannot be rendered: {error}"
             ) from error

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from dicomweb_server.dicom.uids import check_uid
+from dicomweb_server.errors import InvalidRequest
 from dicomweb_server.web import capabilities, frames, qido, rendered, stow, wado
 from dicomweb_server.web.urls import DICOMWEB_PREFIX
 
@@ -81,8 +86,51 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
 ]
 
 
+UID_PATH_PARAMETERS = {
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "sop_instance_uid": "SOPInstanceUID",
+}
+"""Path parameters that contain UIDs, with the keyword of each."""
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
 def dicomweb_mount() -> Mount:
-    return Mount(DICOMWEB_PREFIX, routes=_one_route_per_path(DICOMWEB_ROUTES))
+    return Mount(DICOMWEB_PREFIX, routes=_one_route_per_path(_with_uid_checks(DICOMWEB_ROUTES)))
+
+
+def _with_uid_checks(routes: list[BaseRoute]) -> list[BaseRoute]:
+    checked: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route) and any(f"{{{name}}}" in route.path for name in UID_PATH_PARAMETERS):
+            route = Route(route.path, _checking_uids(route.endpoint), methods=route.methods, name=route.name)
+        checked.append(route)
+    return checked
+
+
+def _checking_uids(endpoint: Endpoint) -> Endpoint:
+    """Wrap an endpoint so that it first rejects a UID in the path that breaks PS3.5 9.1.
+
+    The check looks at the syntax alone, before any look-up, so a hidden study and an absent one
+    still get the same responses.
+    """
+
+    @functools.wraps(endpoint)
+    async def checked(request: Request) -> Response:
+        for name, keyword in UID_PATH_PARAMETERS.items():
+            value = request.path_params.get(name)
+            if value is None:
+                continue
+            check = check_uid(value)
+            if not check.usable:
+                raise InvalidRequest(
+                    f"invalid {keyword} {value!r} in the request path: {check.reason}; a UID is digits and "
+                    "dots, at most 64 characters, without empty components (PS3.5 9.1)"
+                )
+        return await endpoint(request)
+
+    return checked
 
 
 def _one_route_per_path(routes: list[BaseRoute]) -> list[BaseRoute]:

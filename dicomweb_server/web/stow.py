@@ -7,6 +7,7 @@ part fails alone and a large request needs no more memory than a small one.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,13 +15,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicomweb_server.audit import EventAction, EventType, Outcome, request_audit
 from dicomweb_server.consent.quarantine import HoldFor
 from dicomweb_server.dicom.status import FailureReason
 from dicomweb_server.dicom.uids import check_uid
-from dicomweb_server.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from dicomweb_server.ingest import StoreResult
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import MediaRange, accepted_ranges, parse_media_type
+from dicomweb_server.web.bodies import body_chunks
 from dicomweb_server.web.context import requester, state
 from dicomweb_server.web.multipart import (
     PartData,
@@ -41,6 +44,9 @@ SUPPORTED_REQUEST = 'multipart/related; type="application/dicom"'
 
 async def store_instances(request: Request) -> Response:
     """Store the instances of a request body and answer with the Store Instances Response."""
+    request_audit(request).describe(
+        EventType.INSTANCES_TRANSFERRED, "StoreInstances", level="instance", event_action=EventAction.CREATE
+    )
     expected_study = request.path_params.get("study_instance_uid")
     if expected_study is not None:
         _check_path_uid(expected_study)
@@ -51,10 +57,10 @@ async def store_instances(request: Request) -> Response:
     warnings: list[str] = []
     try:
         if content_type.media_type == media_types.DICOM:
-            results.append(await _store_part(request, request.stream(), content_type, expected_study))
+            results.append(await _store_part(request, body_chunks(request), content_type, expected_study))
         else:
             await _store_multipart(request, content_type, expected_study, results)
-    except TruncatedBody as error:
+    except (TruncatedBody, RequestTimeout) as error:
         if not any(result.stored for result in results):
             raise
         warnings.append(f"{error.message}; the instances listed as stored were stored")
@@ -63,6 +69,7 @@ async def store_instances(request: Request) -> Response:
         raise InvalidRequest("the multipart body has no parts; send at least one DICOM instance")
     stored = sum(result.stored for result in results)
     _log(results)
+    _record(request, results)
     body = store_instances_response(results, dicomweb_root(request), expected_study)
     headers = {"Warning": warning_header(warnings)} if warnings else {}
     return Response(
@@ -104,7 +111,7 @@ def _request_type(request: Request) -> MediaRange:
 async def _store_multipart(
     request: Request, content_type: MediaRange, expected_study: str | None, results: list[StoreResult]
 ) -> None:
-    events = read_parts(request.stream(), content_type.param("boundary") or "")
+    events = read_parts(body_chunks(request), content_type.param("boundary") or "")
     async for event in events:
         if not isinstance(event, PartStart):
             continue
@@ -226,8 +233,35 @@ def _referenced_item(result: StoreResult, root: str) -> dict[str, Any]:
     return item
 
 
+def _record(request: Request, results: list[StoreResult]) -> None:
+    """Name the studies stored in the request's audit entry, with the counts of each outcome.
+
+    Each stored instance also has an entry of its own, written with its index rows.
+    """
+    audit = request_audit(request)
+    for result in results:
+        if result.stored and result.study_instance_uid:
+            audit.involve(result.study_instance_uid, 1)
+    failed = sum(not result.stored for result in results)
+    audit.detail.update(
+        stored=sum(result.stored and not result.duplicate for result in results),
+        already_stored=sum(result.duplicate for result in results),
+        failed=failed,
+    )
+    if failed:
+        audit.outcome = Outcome.MINOR_FAILURE
+
+
 def _log(results: list[StoreResult]) -> None:
     stored = sum(result.stored and not result.duplicate for result in results)
     duplicates = sum(result.duplicate for result in results)
     failed = sum(not result.stored for result in results)
-    logger.info("STOW-RS: %d stored, %d already stored, %d failed", stored, duplicates, failed)
+    reasons = Counter(int(result.failure_reason) for result in results if result.failure_reason is not None)
+    counted = ", ".join(f"0x{reason:04X}: {count}" for reason, count in sorted(reasons.items())) or "none"
+    logger.info(
+        "STOW-RS: %d stored, %d already stored, %d failed (Failure Reasons: %s)",
+        stored,
+        duplicates,
+        failed,
+        counted,
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb_server.audit import EventType, request_audit
 from dicomweb_server.dicom import transfer
 from dicomweb_server.dicom.transfer import EXPLICIT_VR_LITTLE_ENDIAN
 from dicomweb_server.errors import NotAcceptable, NotFound
@@ -24,6 +25,7 @@ from dicomweb_server.storage.store import ObjectStore
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import MediaRange, accepted_ranges
 from dicomweb_server.web.context import requester_visibility, state
+from dicomweb_server.web.decode_failures import decode_failures
 from dicomweb_server.web.multipart import Part, new_boundary, write_parts
 from dicomweb_server.web.negotiation import require_json
 from dicomweb_server.web.urls import dicomweb_root
@@ -33,8 +35,13 @@ NOT_FOUND = "not found"
 
 
 async def find_visible(request: Request, level_params: tuple[str, ...]) -> list[InstanceLocation]:
-    """Return the instances under the request path that the requester may see, or raise NotFound."""
+    """Return the instances under the request path that the requester may see, or raise NotFound.
+
+    The study in the path and the instances found are named in the request's audit entry.
+    """
     params = request.path_params
+    audit = request_audit(request)
+    audit.request_studies([params["study_instance_uid"]])
     app = state(request)
     async with app.index.read() as connection:
         found = await find_instances(
@@ -46,6 +53,8 @@ async def find_visible(request: Request, level_params: tuple[str, ...]) -> list[
         )
     if not found:
         raise NotFound(NOT_FOUND)
+    for location in found:
+        audit.involve(location.study_instance_uid, 1)
     return found
 
 
@@ -132,7 +141,18 @@ def negotiate_instances(ranges: list[MediaRange], single_instance: bool) -> Inst
     return InstanceRepresentation(syntaxes, single)
 
 
+RETRIEVE_ACTIONS = {
+    STUDY_LEVEL: "RetrieveStudy",
+    SERIES_LEVEL: "RetrieveSeries",
+    INSTANCE_LEVEL: "RetrieveInstance",
+}
+LEVEL_NAMES = {STUDY_LEVEL: "study", SERIES_LEVEL: "series", INSTANCE_LEVEL: "instance"}
+
+
 async def _retrieve_instances(request: Request, level: tuple[str, ...]) -> Response:
+    request_audit(request).describe(
+        EventType.BEGIN_TRANSFERRING, RETRIEVE_ACTIONS[level], level=LEVEL_NAMES[level], discloses=True
+    )
     representation = negotiate_instances(accepted_ranges(request), level is INSTANCE_LEVEL)
     locations = await find_visible(request, level)
 
@@ -201,6 +221,7 @@ async def _converted(store: ObjectStore, location: InstanceLocation) -> bytes:
         try:
             return await asyncio.to_thread(transfer.to_explicit_vr_little_endian, path)
         except Exception as error:  # noqa: BLE001 - pydicom and its decoders raise many types
+            decode_failures.report("WADO-RS instances", location.instance_key, error)
             raise NotAcceptable(
                 f"instance {location.sop_instance_uid}, stored in "
                 f"{transfer.describe(location.transfer_syntax_uid)}, cannot be converted to "
@@ -245,8 +266,16 @@ async def retrieve_instance_metadata(request: Request) -> Response:
 
 
 async def _retrieve_metadata(request: Request, level: tuple[str, ...]) -> Response:
+    audit = request_audit(request)
+    audit.describe(
+        EventType.INSTANCES_ACCESSED,
+        RETRIEVE_ACTIONS[level] + "Metadata",
+        level=LEVEL_NAMES[level],
+        discloses=True,
+    )
     media_type = require_json(accepted_ranges(request))
     params = request.path_params
+    audit.request_studies([params["study_instance_uid"]])
     chunks = _metadata_chunks(
         request,
         params["study_instance_uid"],
@@ -256,6 +285,7 @@ async def _retrieve_metadata(request: Request, level: tuple[str, ...]) -> Respon
     first = await anext(chunks, None)
     if first is None:
         raise NotFound(NOT_FOUND)
+    audit.involve(params["study_instance_uid"])
     return StreamingResponse(_prepend(first, chunks), media_type=media_type)
 
 
@@ -267,6 +297,8 @@ async def _metadata_chunks(
     replacement = marker + dicomweb_root(request).encode() + b"/"
     app = state(request)
     separator = b"["
+    audit = request_audit(request)
+    audit.instances_sent = 0
     async with app.index.read() as connection:
         async for document in stream_metadata(
             connection,
@@ -275,6 +307,7 @@ async def _metadata_chunks(
             series_instance_uid,
             sop_instance_uid,
         ):
+            audit.instances_sent = (audit.instances_sent or 0) + 1
             yield separator + document.replace(marker, replacement)
             separator = b","
     if separator == b",":

@@ -23,10 +23,12 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb_server.audit import EventType, request_audit
 from dicomweb_server.dicom import transfer
 from dicomweb_server.dicom.render import ENCAPSULATED_DOCUMENT_TYPES
 from dicomweb_server.dicom.render_parameters import (
     DEFAULT_QUALITY,
+    MAX_RENDERED_SIDE,
     RENDERED_IMAGE_TYPES,
     NormalizedRegion,
     RenderingParameterError,
@@ -43,6 +45,7 @@ from dicomweb_server.storage.store import ObjectStore
 from dicomweb_server.web import media_types
 from dicomweb_server.web.accept import ANY, MediaRange, parse_accept
 from dicomweb_server.web.context import state
+from dicomweb_server.web.decode_failures import decode_failures
 from dicomweb_server.web.rendered import (
     FrameRenderer,
     check_frame_numbers,
@@ -105,12 +108,15 @@ class WadoUriRequest:
 
 async def retrieve_wado_uri(request: Request) -> Response:
     """Retrieve the instance of a WADO-URI request as application/dicom, a rendered image or a PDF."""
+    audit = request_audit(request)
+    audit.describe(EventType.INSTANCES_ACCESSED, "RetrieveWadoUri", level="instance", discloses=True)
     parsed = parse_wado_uri(request.query_params)
     location = await _find_instance(request, parsed)
     media_type = _choose_content_type(parsed, location)
     store = state(request).store
 
     if media_type == media_types.DICOM:
+        audit.describe(EventType.BEGIN_TRANSFERRING, "RetrieveWadoUri", level="instance", discloses=True)
         _reject_with_dicom(parsed)
         return await _dicom_response(store, location, parsed.transfer_syntax_uid)
     if parsed.transfer_syntax_uid is not None:
@@ -124,7 +130,7 @@ async def retrieve_wado_uri(request: Request) -> Response:
     frame_number = parsed.frame_number or 1
     check_frame_numbers(location, [frame_number], InvalidRequest)
     parameters = RenderingParameters(media_type, parsed.window, parsed.viewport, parsed.quality)
-    body = await FrameRenderer(store, location).render(frame_number, parameters)
+    body = await FrameRenderer(store, location, "WADO-URI").render(frame_number, parameters)
     return Response(body, media_type=media_type, headers=_warnings(request.query_params))
 
 
@@ -226,8 +232,8 @@ def _integer(query: QueryParams, name: str, minimum: int, maximum: int | None = 
 
 def _viewport(query: QueryParams, region: NormalizedRegion | None) -> Viewport | None:
     """Combine rows, columns and region. Rows and columns are maximums that keep the aspect ratio."""
-    rows = _integer(query, "rows", 1)
-    columns = _integer(query, "columns", 1)
+    rows = _integer(query, "rows", 1, MAX_RENDERED_SIDE)
+    columns = _integer(query, "columns", 1, MAX_RENDERED_SIDE)
     if rows is None and columns is None and region is None:
         return None
     return Viewport(columns, rows, region)
@@ -323,6 +329,7 @@ async def _dicom_response(store: ObjectStore, location: InstanceLocation, reques
         try:
             converted = await asyncio.to_thread(transfer.to_explicit_vr_little_endian, path)
         except Exception as error:  # noqa: BLE001 - stored pixel data that fails to decode is reported
+            decode_failures.report("WADO-URI", location.instance_key, error)
             raise NotAcceptable(
                 f"instance {location.sop_instance_uid} cannot be converted to "
                 f"{transfer.describe(syntax)}: {error}; ask for transferSyntax={location.transfer_syntax_uid}"

@@ -290,3 +290,118 @@ def test_sweep_keeps_quarantined_objects(archive: Archive, patient_id: str) -> N
         assert to_bytes(held) in retrieved.content
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named", "hint"),
+    [
+        (
+            "/admin/api/authorizations",
+            {"patient_id": "PAT-7", "organisations": ["x"], "purpose": "p", "reference": "r"}
+            | {"study_instance_uid": ["1.2.3"]},
+            "study_instance_uid",
+            "did you mean 'study_instance_uids'?",
+        ),
+        (
+            "/admin/api/authorizations",
+            {
+                "patient_id": "PAT-7",
+                "any_external": True,
+                "purpose": "p",
+                "reference": "r",
+                "until": "2027-01-01",
+            },
+            "until",
+            "the command line's --until is 'ends_at' here",
+        ),
+        (
+            "/admin/api/authorizations",
+            {"patient_id": "PAT-7", "any_external": True, "purpose": "p", "reference": "r", "issuer": "H"},
+            "issuer",
+            "'issuer_of_patient_id'",
+        ),
+        (
+            "/admin/api/tokens",
+            {"organisation": "archive", "scopes": ["read"], "expires": "2027-01-01"},
+            "expires",
+            "'expires_at'",
+        ),
+        (
+            "/admin/api/organisations",
+            {"name": "Typo Hospital", "afiliated": False},
+            "afiliated",
+            "'affiliated'",
+        ),
+        (
+            "/admin/api/emergency-access",
+            {"patient_id": "PAT-7", "reason": "r", "minute": 5},
+            "minute",
+            "'minutes'",
+        ),
+        ("/admin/api/quarantine/no-such-id/accept", {"notes": "typo"}, "notes", "'note'"),
+        ("/admin/api/quarantine/no-such-id/reject", {"nope": 1}, "nope", "accepted fields are note"),
+        (
+            "/admin/api/refusals",
+            {"patient_id": "PAT-7", "reference": "r", "declined": "2026-01-01"},
+            "declined",
+            "",
+        ),
+        (
+            "/admin/api/peers",
+            {"name": "p", "url": "http://127.0.0.1:9/dicom-web", "secret": "s"},
+            "secret",
+            "",
+        ),
+    ],
+)
+def test_admin_body_unknown_field_rejected(
+    api: httpx.Client, path: str, body: dict[str, object], named: str, hint: str
+) -> None:
+    response = api.post(path, json=body)
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert f"unknown field {named!r}" in message
+    assert "the accepted fields are" in message
+    assert hint in message
+
+
+def test_authorization_revoke_unknown_field_keeps_it(api: httpx.Client, external: str) -> None:
+    body = {"patient_id": unique("PAT"), "organisations": [external], "purpose": "p", "reference": "r"}
+    recorded = api.post("/admin/api/authorizations", json=body)
+    assert recorded.status_code == 201, recorded.text
+    identifier = recorded.json()["id"]
+
+    response = api.post(f"/admin/api/authorizations/{identifier}/revoke", json={"reasons": "typo"})
+
+    assert response.status_code == 400
+    assert "unknown field 'reasons'" in response.json()["message"]
+    assert api.get(f"/admin/api/authorizations/{identifier}").json()["revoked_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/admin/api/tokens", "expires_at"), ("/admin/api/authorizations", "ends_at")],
+)
+def test_admin_far_future_date_rejected(api: httpx.Client, external: str, path: str, field: str) -> None:
+    bodies = {
+        "/admin/api/tokens": {"organisation": external, "scopes": ["read"]},
+        "/admin/api/authorizations": {
+            "patient_id": unique("PAT"),
+            "organisations": [external],
+            "purpose": "p",
+            "reference": "r",
+        },
+    }
+    response = api.post(path, json={**bodies[path], field: "9999-12-31"})
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert f"invalid field {field!r}" in message
+    assert "the latest date accepted is 9998-12-31" in message
+
+
+def test_affiliated_responses_not_cached(server: ServerProcess, api: httpx.Client) -> None:
+    listed = api.get("/admin/api/organisations")
+    searched = httpx.get(f"{server.dicomweb}/studies", headers=server.headers, timeout=TIMEOUT)
+    for response in (listed, searched):
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store, private"

@@ -228,8 +228,10 @@ def test_pool_size_bounds_connections(scale_archive: Archive, patient_id: str) -
         for reader in readers:
             reader.close()
 
+    # The audit writer keeps one connection of its own beyond the pool, so that requests holding
+    # every pooled connection can still have their audit entries written.
     assert waiting.status_code == 503
-    assert len(server_sessions(scale_archive)) <= 2
+    assert len(server_sessions(scale_archive)) <= 2 + 1
     assert wait_until(lambda: held_sessions(scale_archive) == [])
-    assert len(server_sessions(scale_archive)) <= 1
+    assert len(server_sessions(scale_archive)) <= 1 + 1
     assert_serves_after(server, study_instance_uid)

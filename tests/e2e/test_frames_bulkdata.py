@@ -221,6 +221,16 @@ def test_frames_malformed_list_is_400_naming_it(
     assert f"frame number {named}" in response.json()["message"]
 
 
+def test_frames_list_too_long_is_400(server: ServerProcess, copies: dict[str, Copy]) -> None:
+    path = copies[NATIVE_MULTIFRAME].instance_path
+    for suffix in ("", "/rendered"):
+        response = get(server, f"{path}/frames/{','.join(['1'] * 1001)}{suffix}", headers={"Accept": "*/*"})
+        assert response.status_code == 400, suffix
+        assert "1001 frame numbers, more than the maximum of 1000" in response.json()["message"]
+    at_limit = get(server, f"{path}/frames/{','.join(['1'] * 1000)}", headers={"Accept": OCTET_STREAM})
+    assert at_limit.status_code == 200
+
+
 def test_frames_of_instance_without_pixel_data_is_404(server: ServerProcess, copies: dict[str, Copy]) -> None:
     response = get(server, f"{copies[NO_PIXEL_DATA].instance_path}/frames/1", headers={"Accept": "*/*"})
     assert response.status_code == 404

@@ -90,12 +90,28 @@ def test_cors_other_origin_gets_none(cors_server: ServerProcess) -> None:
         timeout=TIMEOUT,
     )
     assert not [name for name in preflight.headers if name.lower().startswith("access-control-")]
+    assert preflight.status_code == 403
+    message = preflight.json()["message"]
+    assert repr(OTHER_ORIGIN) in message
+    assert "DICOMWEB_CORS_ORIGINS" in message
 
 
 def test_cors_unconfigured_sends_none(server: ServerProcess) -> None:
     response = get(server, "/studies", params={"limit": "1"}, headers={"Origin": VIEWER})
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_unconfigured_preflight_forbidden(server: ServerProcess) -> None:
+    # A browser sends a preflight without credentials, so this request carries none.
+    preflight = httpx.options(
+        f"{server.dicomweb}/studies",
+        headers={"Origin": VIEWER, "Access-Control-Request-Method": "POST"},
+        timeout=TIMEOUT,
+    )
+    assert preflight.status_code == 403
+    assert f"the origin {VIEWER!r} is not allowed" in preflight.json()["message"]
+    assert not [name for name in preflight.headers if name.lower().startswith("access-control-")]
 
 
 def _store_one(
@@ -167,6 +183,23 @@ def test_urls_from_public_base_url(server_factory: Callable[..., ServerProcess],
     assert stored["00081190"]["Value"] == [f"{public}/dicom-web/studies/{study_uid}"]
     for url in _urls(server, study_uid, headers):
         assert url.startswith(f"{public}/dicom-web/studies/{study_uid}"), url
+
+
+def test_urls_invalid_host_rejected(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory({"DICOMWEB_TRUSTED_PROXIES": "127.0.0.1/32", "DICOMWEB_PUBLIC_BASE_URL": ""})
+    cases = [
+        ({"Host": '"><script>alert(1)</script>'}, "invalid Host header"),
+        ({"Host": "pacs.example.org:99999"}, "invalid Host header"),
+        ({"X-Forwarded-Host": "evil.example/<x>"}, "invalid forwarded host"),
+        ({"Forwarded": 'host="a b"'}, "invalid forwarded host"),
+        ({"X-Forwarded-Proto": "javascript"}, "invalid forwarded scheme"),
+        ({"X-Forwarded-Prefix": '/pacs"><x'}, "invalid forwarded prefix"),
+    ]
+    for headers, named in cases:
+        response = get(server, "/studies", params={"limit": "1"}, headers=headers)
+        assert response.status_code == 400, (headers, response.text)
+        assert named in response.json()["message"], headers
+    assert get(server, "/studies", params={"limit": "1"}, headers={"Host": "[::1]:8080"}).status_code == 200
 
 
 def test_healthz(server: ServerProcess) -> None:

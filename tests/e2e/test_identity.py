@@ -6,8 +6,10 @@ running server, as an administrator would run them beside it.
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +51,46 @@ def test_first_start_writes_admin_token(server_factory: Callable[..., ServerProc
     assert httpx.get(f"{started.dicomweb}/studies", headers=bearer(token), timeout=TIMEOUT).status_code == 200
 
 
+def test_data_folder_owner_only(
+    server_factory: Callable[..., ServerProcess], backend: Backend, patient_id: str
+) -> None:
+    started = server_factory()
+    assert store(started, synthetic_ct(patient_id)).status_code == 200
+    # The test harness created the folder with the test's umask, so it stays as it is, with a warning.
+    assert f"other users may read the data folder {started.data_dir} (mode 755)" in started.log()
+
+    created = [path for path in started.data_dir.rglob("*") if not path.name.startswith("server-")]
+    files = [path for path in created if path.is_file()]
+    assert any(path.suffix == ".dcm" for path in files) or backend.name == "scale"
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for path in created:
+        if path.is_dir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_data_folder_created_owner_only(tmp_path: Path) -> None:
+    # The default folder is tightened when it exists; a folder named in the settings is created 0700.
+    default = tmp_path / "xdg" / "dicomweb-server"
+    default.mkdir(parents=True, mode=0o755)
+    default.chmod(0o755)
+    named = tmp_path / "new" / "data"
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("DICOMWEB_")}
+    for extra in ({"XDG_DATA_HOME": str(tmp_path / "xdg")}, {"DICOMWEB_DATA_DIR": str(named)}):
+        result = subprocess.run(
+            [sys.executable, "-m", "dicomweb_server", "migrate"],
+            env={**environment, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    for folder in (default, named):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        assert stat.S_IMODE((folder / "index.sqlite3").stat().st_mode) == 0o600, folder
+
+
 def test_second_start_keeps_admin_token(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
     first = server_factory(data_dir=tmp_path / "data")
     token = (first.data_dir / ADMIN_TOKEN_FILE).read_text()
@@ -83,6 +125,48 @@ def test_open_mode_needs_loopback(server: ServerProcess, backend: Backend) -> No
     )
     assert result.returncode == 2
     assert "with open=true" in result.stderr
+
+
+def test_open_mode_only_for_local_requests(server_factory: Callable[..., ServerProcess]) -> None:
+    # These requests carry no credentials on purpose: open mode must tell them apart.
+    started = server_factory({"DICOMWEB_OPEN": "true", "DICOMWEB_CORS_ORIGINS": "http://localhost:3000"})
+    port = started.url.rsplit(":", 1)[1]
+    body = {"organisation": "archive", "scopes": ["admin", "read"]}
+    refused = [
+        ({"Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"}, "Host"),
+        ({"Host": "127.0.0.1.attacker.example"}, "Host"),
+        ({"Forwarded": "for=203.0.113.9;proto=http"}, "forwarded"),
+        ({"X-Forwarded-For": "203.0.113.9"}, "x-forwarded-for"),
+        ({"Origin": "http://evil.example"}, "'http://evil.example'"),
+    ]
+    for headers, named in refused:
+        response = httpx.post(f"{started.url}/admin/api/tokens", json=body, headers=headers, timeout=TIMEOUT)
+        assert response.status_code == 401, (headers, response.text)
+        assert named in response.json()["message"], headers
+        assert httpx.get(f"{started.dicomweb}/studies", headers=headers, timeout=TIMEOUT).status_code == 401
+
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", "[::1]:80"):
+        response = httpx.get(f"{started.dicomweb}/studies", headers={"Host": host}, timeout=TIMEOUT)
+        assert response.status_code == 200, (host, response.text)
+    listed = httpx.get(
+        f"{started.dicomweb}/studies", headers={"Origin": "http://localhost:3000"}, timeout=TIMEOUT
+    )
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"DICOMWEB_TRUSTED_PROXIES": "127.0.0.1"}, "trusted_proxies"),
+        ({"DICOMWEB_PUBLIC_BASE_URL": "https://pacs.example.org"}, "public_base_url"),
+    ],
+)
+def test_open_mode_refuses_proxy_settings(
+    server: ServerProcess, backend: Backend, extra: dict[str, str], named: str
+) -> None:
+    result = run_command(["check-config"], backend, server.data_dir, {"DICOMWEB_OPEN": "true", **extra})
+    assert result.returncode == 2
+    assert f"invalid open=true with {named} set" in result.stderr
 
 
 def test_any_host_allowed_without_open(server: ServerProcess, backend: Backend) -> None:

@@ -128,3 +128,18 @@ def test_import_missing_path(archive: Archive, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(missing) in result.stderr
     assert "no such file or folder" in result.stderr
+
+
+def test_import_names_files_and_damaged_archives(archive: Archive, tmp_path: Path) -> None:
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a DICOM file\n")
+    (folder / "broken.zip").write_bytes(b"PK\x03\x04" + b"\0" * 200)
+
+    result = archive.run(["import", "--no-progress", str(folder)])
+
+    assert result.returncode == 1, result.stderr
+    assert "Stored 0 new instances, 0 already stored, 2 failed." in result.stdout
+    assert f"{folder / 'broken.zip'}: the file is a damaged zip archive" in result.stdout
+    assert f"{folder / 'notes.txt'}: the file is not a DICOM" in result.stdout
+    assert "the part" not in result.stdout

@@ -11,8 +11,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import dicomweb_server.audit.tables  # noqa: F401 - registers the audit tables in the shared metadata
 import dicomweb_server.auth.tables  # noqa: F401 - registers the identity tables in the shared metadata
 import dicomweb_server.consent.tables  # noqa: F401 - registers the consent tables in the shared metadata
+import dicomweb_server.federation.tables  # noqa: F401 - registers the peer table in the shared metadata
 from dicomweb_server.config import load_settings
 from dicomweb_server.index.database import create_engine, current_revision, head_revision, migrate
 from dicomweb_server.index.schema import metadata

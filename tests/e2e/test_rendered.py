@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -372,6 +374,12 @@ def test_rendered_undecodable_syntax_names_it(server: ServerProcess, copies: dic
         ("/rendered", {"viewport": "10,10,100,0,10,10"}, 400, "sx=100"),
         ("/rendered", {"quality": "0"}, 400, "quality"),
         ("/thumbnail", {"viewport": "x,10"}, 400, "vw"),
+        ("/rendered", {"viewport": "60000,60000"}, 400, "the maximum is 8192 pixels"),
+        ("/rendered", {"viewport": "100000,100000"}, 400, "the maximum is 8192 pixels"),
+        ("/thumbnail", {"viewport": "65535,65535"}, 400, "the maximum is 8192 pixels"),
+        # One side scales the other with the aspect ratio: 64x64 pixels become 8192x8192.
+        ("/rendered", {"viewport": "8192,"}, 400, "8192x8192 pixels"),
+        ("/frames/1/rendered", {"viewport": ",8192"}, 400, "8192x8192 pixels"),
     ],
 )
 def test_rendered_invalid_request(
@@ -446,3 +454,33 @@ def test_rendered_hidden_study_not_found(archive: Archive) -> None:
             absent = get(server, path.replace(study, missing) + suffix, headers=external)
             assert hidden.status_code == absent.status_code == 404, (path + suffix, hidden.text)
             assert hidden.json() == absent.json()
+
+
+def test_undecodable_instance_logged_once(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    broken = copy_with_new_uids("broken/JPEG2000-embedded-sequence-delimiter.dcm")
+    assert store(server, [broken.data]).status_code == 200
+    for _ in range(3):
+        assert _get(server, broken.instance_path + "/rendered").status_code == 406
+    frames = _get(
+        server,
+        broken.instance_path + "/frames/1",
+        accept='multipart/related; type="application/octet-stream"',
+    )
+    assert frames.status_code == 406
+
+    log = server.log()
+    rendered = re.findall(r"WARNING .*WADO-RS rendered: cannot decode instance (\d+) \((\w+)\)", log)
+    assert len(rendered) == 1, log
+    framed = re.findall(r"WARNING .*WADO-RS frames: cannot decode instance (\d+) \((\w+)\)", log)
+    assert framed == rendered
+    assert "Traceback" not in log
+    assert broken.sop_instance_uid not in log
+
+
+def test_store_log_counts_failure_reasons(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    stored = copy_with_new_uids(MR)
+    response = store(server, [stored.data, b"not DICOM" * 100, b"\0" * 1000])
+    assert response.status_code == 202, response.text
+    assert "STOW-RS: 1 stored, 0 already stored, 2 failed (Failure Reasons: 0xC000: 2)" in server.log()

@@ -6,6 +6,7 @@ instead would run until the command's timeout and fail the test.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -154,3 +155,17 @@ def bucket_exists(service: SeaweedFS, bucket: str) -> bool:
             return False
         raise
     return True
+
+
+def test_serve_port_in_use(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+
+        result = serve(tmp_path, {"DICOMWEB_PORT": port})
+
+    assert_stopped(result, "--port", "DICOMWEB_PORT", f"port {port} on 127.0.0.1 is in use")
+    assert "DICOMweb root" not in result.stderr
+    assert "Admin token" not in result.stderr
+    assert not (tmp_path / "data" / "admin-token").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import re
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,7 @@ from tests.e2e.dicomweb_http import (
     store,
     stow_content_type,
 )
+from tests.identity import AdminApi, unique
 from tests.services import Backend, ServerProcess
 from tests.testdata import entries, path_of, synthetic_ct, to_bytes
 
@@ -507,3 +509,71 @@ def test_store_corrupt_codestream_is_kept_as_received(server: ServerProcess) -> 
     )
     assert as_stored.status_code == 200
     assert [part.content for part in parse_multipart(as_stored)] == [sent]
+
+
+@pytest.mark.parametrize("preamble", [b"", b"\0" * 128 + b"DICM"], ids=["bare", "preamble"])
+def test_store_zero_filled_body_rejected(server: ServerProcess, backend: Backend, preamble: bytes) -> None:
+    before = object_keys(server, backend)
+    response = _post(server, preamble + b"\0" * 5_000_000, "application/dicom")
+    assert response.status_code == 409, response.text
+    (item,) = sequence_items(response.json(), FAILED_SOP_SEQUENCE)
+    assert first(item[FAILURE_REASON]) == CANNOT_UNDERSTAND
+    assert "it starts with the tag (0000,0000)" in first(item["00000902"])
+    assert object_keys(server, backend) == before
+    assert spool_files(server) == []
+
+
+def _stalled_request(server: ServerProcess, path: str, content_type: str, sent: bytes) -> bytes:
+    """Announce a body of 1,000,000 bytes, send ``sent`` and wait for the response."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        *(f"{name}: {value}" for name, value in server.headers.items()),
+        f"Content-Type: {content_type}",
+        "Accept: application/dicom+json",
+        "Content-Length: 1000000",
+    ]
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + sent)
+        # The server closes the connection after its response, because the body was not read to its end.
+        while received := connection.recv(65536):
+            answer += received
+    return answer
+
+
+def test_store_stalled_body_times_out(server_factory: Callable[..., ServerProcess], backend: Backend) -> None:
+    server = server_factory({"DICOMWEB_BODY_READ_TIMEOUT": "1"})
+    before = object_keys(server, backend)
+    boundary = new_boundary()
+    multipart_start = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + b"\0" * 10
+    cases = [
+        ("/dicom-web/studies", "application/dicom", b"\0" * 10),
+        ("/dicom-web/studies", stow_content_type(boundary), multipart_start),
+        ("/admin/api/organisations", "application/json", b'{"name": "'),
+    ]
+    for path, content_type, sent in cases:
+        answer = _stalled_request(server, path, content_type, sent)
+        assert answer.startswith(b"HTTP/1.1 408"), (path, answer[:300])
+        assert b"DICOMWEB_BODY_READ_TIMEOUT" in answer, path
+    assert object_keys(server, backend) == before
+    assert spool_files(server) == []
+
+
+def test_store_external_same_bytes_held_once(
+    server: ServerProcess, backend: Backend, admin_api: AdminApi, patient_id: str
+) -> None:
+    sender = admin_api.add_organisation(unique("Resending Hospital"), affiliated=False)
+    headers = admin_api.token_headers(sender, "store")
+    dataset = synthetic_ct(patient_id)
+    before = object_keys(server, backend)
+
+    first_answer = store(server, [dataset], headers=headers)
+    second_answer = store(server, [dataset], headers=headers)
+
+    assert first_answer.status_code == second_answer.status_code == 200, second_answer.text
+    assert first_answer.json() == second_answer.json()
+    held = admin_api.quarantine(organisation=sender)
+    assert [item["sop_instance_uid"] for item in held] == [dataset.SOPInstanceUID]
+    assert len(object_keys(server, backend) - before) == 1

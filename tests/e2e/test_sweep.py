@@ -89,9 +89,10 @@ def test_sweep_keeps_young_orphans(archive: Archive, patient_id: str, tmp_path: 
 
     assert swept.returncode == 0, swept.stderr
     assert "Removed 0 objects (0 bytes)" in swept.stdout
-    assert "older than 1 day" in swept.stdout
+    assert "older than 24h." in swept.stdout
     assert swept_with_hour.returncode == 0, swept_with_hour.stderr
     assert "Removed 0 objects (0 bytes)" in swept_with_hour.stdout
+    assert "older than 1h." in swept_with_hour.stdout
     assert set(young) <= object_keys(archive)
 
 

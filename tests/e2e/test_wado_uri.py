@@ -260,6 +260,10 @@ def test_wado_uri_unapplied_parameter_warning(server: ServerProcess, copies: dic
         ({"frameNumber": "14"}, "frame 14 does not exist"),
         ({"region": "0,0,2,1"}, "region"),
         ({"anonymize": "yes"}, "anonymize"),
+        ({"rows": "100000", "columns": "100000"}, "invalid rows '100000'; give an integer from 1 to 8192"),
+        ({"columns": "8193"}, "from 1 to 8192"),
+        # Rows alone scale the columns with the aspect ratio: 64x64 pixels become 8192x8192.
+        ({"rows": "8192"}, "8192x8192 pixels"),
     ],
 )
 def test_wado_uri_invalid_request(

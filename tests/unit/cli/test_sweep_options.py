@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from dicomweb_server.cli.sweep import format_size, parse_duration
+from dicomweb_server.cli.sweep import Duration, duration_option, format_size, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,7 @@ def test_parse_duration_invalid(text: str) -> None:
 )
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
+
+
+def test_duration_option_keeps_text() -> None:
+    assert duration_option(" 7d ") == Duration("7d", datetime.timedelta(days=7))

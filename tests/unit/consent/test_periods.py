@@ -95,3 +95,27 @@ def test_study_day_falls_back_to_stored_day() -> None:
 def test_unknown_time_zone_rejected() -> None:
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         periods.zone("Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31", "9999-01-01", "9999-06-01T12:00:00Z", "9999-12-31T23:00:00-05:00"]
+)
+def test_instant_after_latest_date_rejected(text: str) -> None:
+    for end_of_day in (False, True):
+        with pytest.raises(ValueError, match="the latest date accepted is 9998-12-31"):
+            periods.parse_instant(text, NEW_YORK, end_of_day=end_of_day)
+
+
+def test_instant_on_latest_date_in_every_offset() -> None:
+    # The UTC offsets of time zones range from -12:00 to +14:00.
+    extremes = (periods.zone("Pacific/Kiritimati"), periods.zone("Etc/GMT+12"))
+    for zone in extremes:
+        end = periods.parse_instant("9998-12-31", zone, end_of_day=True)
+        assert end == datetime.datetime.combine(datetime.date(9999, 1, 1), datetime.time(0), zone)
+        for shown_in in extremes:
+            assert periods.format_local(end, shown_in).startswith(("9998-12-3", "9999-01-0"))
+
+
+def test_study_day_beyond_latest_date_uses_stored_day() -> None:
+    stored = datetime.datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+    assert periods.study_day("99990601", stored, UTC) == datetime.date(2026, 6, 30)

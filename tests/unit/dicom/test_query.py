@@ -175,6 +175,12 @@ def test_query_datetime_ranges(value: str, low: str | None, high: str | None) ->
         ("includefield=NoSuchKeyword", "NoSuchKeyword"),
         ("SeriesNumber=1", "SeriesNumber"),
         ("PatientComments=x", "PatientComments"),
+        ("StudyDate=20200231", "does not exist in the calendar"),
+        ("StudyDate=20210229", "20210229"),
+        ("StudyDate=20200101-20200431", "20200431"),
+        ("offset=9223372036854775808", "maximum 2147483647"),
+        ("offset=2147483648", "2147483648"),
+        ("offset=\u00b2", "offset"),
     ],
 )
 def test_query_invalid_parameter_is_named(query: str, named: str) -> None:
@@ -214,6 +220,25 @@ def test_query_includefield_all() -> None:
 def test_query_limit_and_offset() -> None:
     query = _parse(STUDY, "limit=10&offset=20")
     assert (query.limit, query.offset) == (10, 20)
+
+
+def test_query_offset_at_maximum() -> None:
+    assert _parse(STUDY, "offset=2147483647").offset == 2147483647
+
+
+def test_query_limit_of_many_digits_is_large() -> None:
+    query = _parse(STUDY, "limit=" + "9" * 5000)
+    assert query.limit == 10**18
+
+
+def test_query_datetime_without_day_is_bound() -> None:
+    condition = _condition(_parse(INSTANCE, "AcquisitionDateTime=202002"), "AcquisitionDateTime")
+    assert condition.high == "20200231235959.999999"
+
+
+def test_query_leap_day_accepted() -> None:
+    condition = _condition(_parse(STUDY, "StudyDate=20200229"), "StudyDate")
+    assert (condition.low, condition.high) == ("20200229", "20200229")
 
 
 def test_query_no_limit_by_default() -> None:

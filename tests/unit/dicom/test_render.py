@@ -117,6 +117,27 @@ def test_parse_viewport_invalid(text: str) -> None:
         render_parameters.parse_viewport(text)
 
 
+@pytest.mark.parametrize("text", ["8193,1", "1,8193", "60000,60000", "100,100000,0,0,10,10"])
+def test_parse_viewport_beyond_maximum(text: str) -> None:
+    with pytest.raises(RenderingParameterError, match="the maximum is 8192 pixels"):
+        render_parameters.parse_viewport(text)
+
+
+def test_parse_viewport_at_maximum() -> None:
+    assert render_parameters.parse_viewport("8192,8192") == Viewport(8192, 8192)
+
+
+@pytest.mark.parametrize(("width", "height"), [(8193, 1), (1, 8193), (8192, 4097)])
+def test_check_rendered_size_too_large(width: int, height: int) -> None:
+    with pytest.raises(RenderingParameterError, match=f"{width}x{height} pixels"):
+        render_parameters.check_rendered_size(width, height)
+
+
+def test_render_frame_one_side_scaled_too_large() -> None:
+    with pytest.raises(RenderingParameterError, match="pixels a side"):
+        _png(SIGNED_CT, viewport=Viewport(8192, None))
+
+
 @pytest.mark.parametrize(("text", "expected"), [("1", 1), ("100", 100), (" 55 ", 55)])
 def test_parse_quality_valid(text: str, expected: int) -> None:
     assert render_parameters.parse_quality(text) == expected
