@@ -19,6 +19,7 @@ from dicomweb_server.audit.availability import Period, availability_report, pars
 from dicomweb_server.audit.disclosures import account_disclosures
 from dicomweb_server.audit.sharing import sharing_status
 from dicomweb_server.errors import InvalidRequest
+from dicomweb_server.federation.peers import list_peers
 from dicomweb_server.web.context import state
 
 CSV = "text/csv; charset=utf-8"
@@ -66,7 +67,8 @@ async def availability_route(request: Request) -> Response:
     request_audit(request).describe(EventType.AUDIT_LOG_USED, "report.availability")
     period, chosen = period_of(request), format_of(request)
     async with state(request).index.read() as connection:
-        report = await availability_report(connection, period, now_of(request))
+        peers = {peer.name: peer.organisation for peer in await list_peers(connection)}
+        report = await availability_report(connection, period, now_of(request), peers)
     if chosen == "csv":
         return Response(report.to_csv(), media_type=CSV)
     return json_response(report.to_json())

@@ -24,7 +24,9 @@ The report shows two counting modes, strict first:
 A study belongs to the period by its StudyDate, or by the local day it was first stored when it
 has none. The evidence of reciprocity counts, from the audit trail, the searches and retrievals
 external organisations made of this archive in the period, and the searches of peer archives
-this archive made for its users.
+this archive made for its users. Given the registered peers and the organisations they act as,
+it also shows both directions for each peer: what the peer searched and retrieved here, and
+what this archive's users searched and retrieved there.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import csv
 import datetime
 import io
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -161,6 +164,30 @@ class StudyStatus:
 
 
 @dataclass
+class PeerReciprocity:
+    """Both directions of the traffic with one peer archive in the period."""
+
+    name: str
+    acts_as: str | None
+    searches_by_peer: int = 0
+    retrievals_by_peer: int = 0
+    searches_of_peer: int = 0
+    searches_of_peer_answered: int = 0
+    retrievals_from_peer: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peer": self.name,
+            "acts_as": self.acts_as,
+            "searches_by_peer": self.searches_by_peer,
+            "retrievals_by_peer": self.retrievals_by_peer,
+            "searches_of_peer": self.searches_of_peer,
+            "searches_of_peer_answered": self.searches_of_peer_answered,
+            "retrievals_from_peer": self.retrievals_from_peer,
+        }
+
+
+@dataclass
 class Reciprocity:
     """Counts from the audit trail that show searching works both ways in the period."""
 
@@ -171,6 +198,7 @@ class Reciprocity:
     outbound_searches_answered: int = 0
     outbound_retrievals: int = 0
     peers_searched: list[str] = field(default_factory=list)
+    peers: list[PeerReciprocity] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +209,7 @@ class Reciprocity:
             "searches_of_peers_answered": self.outbound_searches_answered,
             "retrievals_from_peers": self.outbound_retrievals,
             "peers_searched": self.peers_searched,
+            "peers": [item.to_json() for item in self.peers],
         }
 
 
@@ -242,9 +271,16 @@ class AvailabilityReport:
 
 
 async def availability_report(
-    connection: AsyncConnection, period: Period, now: datetime.datetime
+    connection: AsyncConnection,
+    period: Period,
+    now: datetime.datetime,
+    peers: Mapping[str, str | None] | None = None,
 ) -> AvailabilityReport:
-    """Build the availability report of the CT studies of ``period``, as of ``now``."""
+    """Build the availability report of the CT studies of ``period``, as of ``now``.
+
+    ``peers`` maps the name of each registered peer to the organisation it acts as when it
+    queries this archive (None when it has none); the reciprocity then shows each peer.
+    """
     studies = await _ct_studies(connection, period)
     covering = await _covering_authorizations(connection, [item.study_instance_uid for item in studies])
     refused = await _refused_patients(connection, studies, now)
@@ -252,7 +288,7 @@ async def availability_report(
     for item in studies:
         _classify_strict(item, covering.get(item.study_instance_uid, []), refused, now)
         _classify_capability(item, external)
-    reciprocity = await _reciprocity(connection, period)
+    reciprocity = await _reciprocity(connection, period, peers or {})
     return AvailabilityReport(period, now, studies, external, reciprocity)
 
 
@@ -384,44 +420,61 @@ def _classify_capability(item: StudyStatus, external_organisations: int) -> None
         item.capability_code, item.capability_reason = MET, None
 
 
-async def _reciprocity(connection: AsyncConnection, period: Period) -> Reciprocity:
+async def _reciprocity(
+    connection: AsyncConnection, period: Period, peers: Mapping[str, str | None]
+) -> Reciprocity:
     event = audit_event.c
     in_period = and_(event.event_time >= period.starts_at, event.event_time < period.ends_at)
     succeeded = event.outcome == int(Outcome.SUCCESS)
-    inbound = and_(in_period, event.external.is_(True), succeeded)
-
-    result = Reciprocity()
-    result.inbound_searches = await _count(connection, inbound, event.event_type == EventType.QUERY)
     retrieval = and_(
         event.event_type.in_([EventType.BEGIN_TRANSFERRING, EventType.INSTANCES_ACCESSED]),
         event.action.like("Retrieve%"),
     )
-    result.inbound_retrievals = await _count(connection, inbound, retrieval)
-    organisations = await connection.execute(
-        select(event.organisation)
-        .where(inbound, or_(event.event_type == EventType.QUERY, retrieval))
-        .distinct()
-        .order_by(event.organisation)
+    result = Reciprocity()
+
+    inbound = await connection.execute(
+        select(event.organisation, event.event_type, func.count().label("requests"))
+        .where(
+            in_period,
+            event.external.is_(True),
+            succeeded,
+            or_(event.event_type == EventType.QUERY, retrieval),
+        )
+        .group_by(event.organisation, event.event_type)
     )
-    result.inbound_organisations = [row.organisation for row in organisations if row.organisation]
+    searches_by: Counter[str] = Counter()
+    retrievals_by: Counter[str] = Counter()
+    for row in inbound:
+        counter = searches_by if row.event_type == EventType.QUERY else retrievals_by
+        counter[row.organisation or ""] += row.requests
+    result.inbound_searches = sum(searches_by.values())
+    result.inbound_retrievals = sum(retrievals_by.values())
+    result.inbound_organisations = sorted(name for name in searches_by | retrievals_by if name)
 
     outbound = await connection.execute(
-        select(event.outcome, event.content).where(in_period, event.event_type == EventType.FEDERATED_QUERY)
+        select(event.event_type, event.outcome, event.content).where(
+            in_period, event.event_type.in_([EventType.FEDERATED_QUERY, EventType.FEDERATED_RETRIEVE])
+        )
     )
-    peers: set[str] = set()
+    by_peer = {name: PeerReciprocity(name, acts_as) for name, acts_as in peers.items()}
     for row in outbound:
-        result.outbound_searches += 1
-        result.outbound_searches_answered += row.outcome == int(Outcome.SUCCESS)
-        peer = orjson.loads(row.content).get("peer")
-        if peer:
-            peers.add(peer)
-    result.peers_searched = sorted(peers)
-    result.outbound_retrievals = await _count(
-        connection, in_period, event.event_type == EventType.FEDERATED_RETRIEVE, succeeded
-    )
+        answered = row.outcome == int(Outcome.SUCCESS)
+        name = orjson.loads(row.content).get("peer") or ""
+        # A peer removed since is still shown, without the organisation it acted as.
+        traffic = by_peer.setdefault(name, PeerReciprocity(name, None)) if name else PeerReciprocity("", None)
+        if row.event_type == EventType.FEDERATED_QUERY:
+            result.outbound_searches += 1
+            result.outbound_searches_answered += answered
+            traffic.searches_of_peer += 1
+            traffic.searches_of_peer_answered += answered
+        elif answered:
+            result.outbound_retrievals += 1
+            traffic.retrievals_from_peer += 1
+    result.peers_searched = sorted(name for name, item in by_peer.items() if item.searches_of_peer)
+
+    for item in by_peer.values():
+        if item.acts_as:
+            item.searches_by_peer = searches_by[item.acts_as]
+            item.retrievals_by_peer = retrievals_by[item.acts_as]
+    result.peers = [by_peer[name] for name in sorted(by_peer)]
     return result
-
-
-async def _count(connection: AsyncConnection, *conditions: Any) -> int:
-    statement = select(func.count()).select_from(audit_event).where(*conditions)
-    return int((await connection.execute(statement)).scalar_one())

@@ -19,6 +19,7 @@ from dicomweb_server.cli.audit import add_period_options, now, period_from, reco
 from dicomweb_server.cli.records import add_command, print_table, run_on_index
 from dicomweb_server.config import Settings
 from dicomweb_server.consent import periods
+from dicomweb_server.federation.peers import list_peers
 from dicomweb_server.index.database import Index
 
 MODES = (
@@ -63,7 +64,8 @@ def run_availability(arguments: argparse.Namespace) -> int:
     async def work(settings: Settings, index: Index) -> int:
         period = period_from(arguments, settings)
         async with index.read() as connection:
-            report = await availability_report(connection, period, now())
+            peers = {peer.name: peer.organisation for peer in await list_peers(connection)}
+            report = await availability_report(connection, period, now(), peers)
         await record_use(index, "report.availability", **period.to_json())
         if arguments.format == "json":
             print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
@@ -95,6 +97,14 @@ def print_availability(report: AvailabilityReport) -> None:
         f"{reciprocity['searches_of_peers']} searches of peer archives "
         f"({reciprocity['searches_of_peers_answered']} answered)."
     )
+    for peer in reciprocity["peers"]:
+        acts_as = f" (acts as {peer['acts_as']})" if peer["acts_as"] else ""
+        print(
+            f"  Peer {peer['peer']}{acts_as}: {peer['searches_by_peer']} searches and "
+            f"{peer['retrievals_by_peer']} retrievals of this archive; {peer['searches_of_peer']} searches "
+            f"of it ({peer['searches_of_peer_answered']} answered) and {peer['retrievals_from_peer']} "
+            "retrievals from it."
+        )
     rows = [
         [
             item["study_date"] or item["study_day"],

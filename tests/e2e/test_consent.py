@@ -400,14 +400,15 @@ def hidden_like_absent(
     params: dict[str, str] | None = None,
     absent_params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    expected: int = 404,
 ) -> Check:
     """A request naming a hidden study gets exactly the response of one naming UIDs that do not exist."""
 
     def check(world: World) -> None:
         for_hidden = world.request(who, hidden, params, headers=headers)
         for_absent = world.request(who, absent, absent_params or params, headers=headers)
-        assert for_hidden.status_code == 404, for_hidden.text
-        assert for_absent.status_code == 404, for_absent.text
+        assert for_hidden.status_code == expected, for_hidden.text
+        assert for_absent.status_code == expected, for_absent.text
         assert for_hidden.content == for_absent.content
         assert _headers(for_hidden) == _headers(for_absent)
         assert for_hidden.headers["cache-control"] == NO_STORE
@@ -1297,6 +1298,51 @@ CASES = [
         when="an admin rejects it",
         then="it is marked rejected and never found",
         check=check_external_store_rejected,
+    ),
+    # Federated search and retrieval (/federation/dicom-web)
+    Case(
+        "federation-authorized-patient",
+        given=ALL_STUDIES,
+        when="Mercy searches PatientID across the federation",
+        then="both studies are found, from this archive",
+        check=finds(
+            "mercy", "/federation/dicom-web/studies", {"PatientID": "{patient:ALL}"}, {"ALL1", "ALL2"}
+        ),
+    ),
+    Case(
+        "federation-unauthorized-patient",
+        given=HIDDEN,
+        when="Mercy searches PatientID across the federation",
+        then="an empty list, as for no match",
+        check=finds_nothing("mercy", "/federation/dicom-web/studies", {"PatientID": "{patient:HIDDEN}"}),
+    ),
+    Case(
+        "federation-hidden-study-series",
+        given=HIDDEN,
+        when="Mercy searches the series of the hidden study across the federation",
+        then="an empty list",
+        check=finds_nothing("mercy", "/federation/dicom-web/studies/{study:HIDDEN}/series"),
+    ),
+    Case(
+        "federation-hidden-series-instances",
+        given=HIDDEN,
+        when="Mercy searches the instances of the hidden series across the federation",
+        then="an empty list",
+        check=finds_nothing(
+            "mercy", "/federation/dicom-web/studies/{study:HIDDEN}/series/{series:HIDDEN}/instances"
+        ),
+    ),
+    Case(
+        "federation-peer-retrieval",
+        given=HIDDEN,
+        when="Mercy retrieves the hidden study through a peer path",
+        then="the same 403 as for an absent study: external requesters never reach peers",
+        check=hidden_like_absent(
+            "mercy",
+            "/federation/dicom-web/peers/north/studies/{study:HIDDEN}",
+            "/federation/dicom-web/peers/north/studies/{study:ABSENT}",
+            expected=403,
+        ),
     ),
     Case(
         "stow-study-of-other-patient",

@@ -170,6 +170,18 @@ def _peer_searches(archive: Archive) -> None:
     asyncio.run(record())
 
 
+def _register_north(history: History) -> None:
+    """Register peer north as acting for the external organisation, whose searches then count as north's."""
+    body = {
+        "name": "north",
+        "url": "http://127.0.0.1:9/dicom-web",
+        "token": "north-token",
+        "as_organisation": history.organisation,
+    }
+    response = history.admin.http.post("/admin/api/peers", json=body)
+    assert response.status_code == 201, response.text
+
+
 @pytest.fixture(scope="module")
 def history(
     backend: Backend, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -194,6 +206,7 @@ def history(
         _authorize(built)
         _external_traffic(built)
         _peer_searches(archive)
+        _register_north(built)
         yield built
 
 
@@ -266,7 +279,40 @@ def test_availability_reciprocity(history: History) -> None:
         "searches_of_peers_answered": 2,
         "retrievals_from_peers": 1,
         "peers_searched": ["north", "south"],
+        "peers": [
+            {
+                "peer": "north",
+                "acts_as": history.organisation,
+                "searches_by_peer": 4,
+                "retrievals_by_peer": 2,
+                "searches_of_peer": 2,
+                "searches_of_peer_answered": 2,
+                "retrievals_from_peer": 1,
+            },
+            {
+                "peer": "south",
+                "acts_as": None,
+                "searches_by_peer": 0,
+                "retrievals_by_peer": 0,
+                "searches_of_peer": 1,
+                "searches_of_peer_answered": 0,
+                "retrievals_from_peer": 0,
+            },
+        ],
     }
+
+
+def test_availability_cli_shows_each_peer(history: History) -> None:
+    result = history.archive.run(["report", "availability", "--from", PERIOD["from"], "--to", PERIOD["to"]])
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"Peer north (acts as {history.organisation}): 4 searches and 2 retrievals of this archive; "
+        "2 searches of it (2 answered) and 1 retrievals from it." in result.stdout
+    )
+    assert (
+        "Peer south: 0 searches and 0 retrievals of this archive; 1 searches of it (0 answered)"
+        in result.stdout
+    )
 
 
 def test_availability_csv(history: History) -> None:
