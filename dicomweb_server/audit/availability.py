@@ -279,7 +279,7 @@ async def availability_report(
     """Build the availability report of the CT studies of ``period``, as of ``now``.
 
     ``peers`` maps the name of each registered peer to the organisation it acts as when it
-    queries this archive (None when it has none); the reciprocity then shows each peer.
+    queries this archive, or to None. The reciprocity then shows each peer.
     """
     studies = await _ct_studies(connection, period)
     covering = await _covering_authorizations(connection, [item.study_instance_uid for item in studies])
