@@ -22,9 +22,7 @@ import asyncio
 import datetime
 import shlex
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,16 +36,7 @@ from benchmarks.measure import Request
 from benchmarks.scenarios import qido_requests, study_metadata_requests, study_retrieve_requests
 from benchmarks.servers import backend_services, cpu_seconds
 from benchmarks.suite import Options, Target, measure_reads, measure_stow
-from tests.services import (
-    LOOPBACK,
-    Backend,
-    ServerProcess,
-    admin_headers,
-    free_port,
-    server_environment,
-    start_server,
-    wait_for,
-)
+from tests.services import Backend, ServerProcess, start_server
 
 RESULTS_PAGE = Path(__file__).resolve().parent / "AUDIT-COST.md"
 SCENARIOS: dict[str, Callable[[DataSetPlan, int], Iterator[Request]]] = {
@@ -75,26 +64,9 @@ def serve_unrecorded() -> int:
     return main(["serve"])
 
 
-def start_unrecorded(backend: Backend, data_dir: Path, timeout: float = 60) -> ServerProcess:
+def start_unrecorded(backend: Backend, data_dir: Path) -> ServerProcess:
     """Start the server without recording, as ``tests.services.start_server`` starts it with."""
-    port = free_port()
-    log_path = data_dir / f"server-{port}.log"
-    environment = server_environment(backend, data_dir, port, {})
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.audit_cost", "serve-unrecorded"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = ServerProcess(f"http://{LOOPBACK}:{port}", data_dir, process, log_path)
-    try:
-        wait_for(f"{server.url}/healthz", timeout, process, log_path)
-    except BaseException:
-        server.stop(signal.SIGKILL)
-        raise
-    server.headers.update(admin_headers(data_dir))
-    return server
+    return start_server(backend, data_dir, command=("-m", "benchmarks.audit_cost", "serve-unrecorded"))
 
 
 @contextmanager

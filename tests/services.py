@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,8 +143,9 @@ def start_server(
     extra: Mapping[str, str] | None = None,
     timeout: float = 60,
     host: str = LOOPBACK,
+    command: Sequence[str] = ("-m", "dicomweb_server", "serve"),
 ) -> ServerProcess:
-    """Start `dicomweb-server serve` and wait until /healthz answers.
+    """Start `dicomweb-server serve` (or ``command`` of this Python) and wait until /healthz answers.
 
     The server listens on loopback unless a test names another ``host``, such as the host end of
     the veth pair that joins Orthanc's network namespace.
@@ -155,7 +156,7 @@ def start_server(
     environment = server_environment(backend, data_dir, port, extra or {}, host)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dicomweb_server", "serve"],
+            [sys.executable, *command],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

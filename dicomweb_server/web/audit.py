@@ -37,6 +37,7 @@ from dicomweb_server.audit.events import (
 )
 from dicomweb_server.web.context import REQUEST_TIME
 from dicomweb_server.web.errors import error_response
+from dicomweb_server.web.urls import application_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +90,7 @@ class AuditMiddleware:
 def _is_recorded(scope: Scope) -> bool:
     if scope["method"] == "OPTIONS":
         return False
-    return _application_path(scope) != "/healthz"
-
-
-def _application_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
+    return application_path(scope) != "/healthz"
 
 
 def _start(scope: Scope) -> RequestAudit:
@@ -108,7 +101,7 @@ def _start(scope: Scope) -> RequestAudit:
     audit = RequestAudit(
         writer=getattr(server, "audit", None),
         method=scope["method"],
-        path=_application_path(scope),
+        path=application_path(scope),
         query=query or None,
         address=client[0] if client else None,
         user_agent=headers.get("user-agent"),

@@ -37,7 +37,7 @@ from dicomweb_server.index.database import IndexUnavailable
 from dicomweb_server.web.context import REQUEST_TIME, REQUESTER
 from dicomweb_server.web.errors import error_response
 from dicomweb_server.web.open_mode import open_mode_refusal
-from dicomweb_server.web.urls import DICOMWEB_PREFIX
+from dicomweb_server.web.urls import DICOMWEB_PREFIX, application_path
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class AuthenticationMiddleware:
 
         now = datetime.datetime.now(datetime.UTC)
         scope[REQUEST_TIME] = now
-        path = _application_path(scope)
+        path = application_path(scope)
         headers = Headers(scope=scope)
         needed = required_scopes(scope["method"], path, headers)
         if needed is None:
@@ -201,14 +201,6 @@ def _check_scope(requester: Requester, needed: frozenset[TokenScope]) -> None:
         "with that scope",
         headers={"WWW-Authenticate": _challenge("insufficient_scope", scope=" ".join(sorted(needed)))},
     )
-
-
-def _application_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
 
 
 def _without_caching(send: Send) -> Send:

@@ -53,7 +53,7 @@ from dicomweb_server.federation.transport import describe_status
 from dicomweb_server.web.accept import accepted_ranges
 from dicomweb_server.web.context import requester, state
 from dicomweb_server.web.negotiation import require_json
-from dicomweb_server.web.qido import MORE_RESULTS, search_archive
+from dicomweb_server.web.qido import MORE_RESULTS, path_scope, search_archive
 from dicomweb_server.web.responses import warning_header
 from dicomweb_server.web.stow import store_instances_response
 from dicomweb_server.web.urls import base_url, dicomweb_root, instance_url, series_url, study_url
@@ -92,7 +92,7 @@ async def _federated_search(request: Request, level: QueryLevel, action: str) ->
     audit = request_audit(request)
     describe_search(audit, action, level)
     media_type = require_json(accepted_ranges(request))
-    scope = _path_scope(request)
+    scope = path_scope(request)
     parameters = [(name, value) for name, value in request.query_params.multi_items() if name != "accept"]
     query = parse_search(level, parameters, scope)
     request_searched_studies(audit, query, scope)
@@ -150,15 +150,6 @@ async def _search_sources(
 
 def _failures(peer_results: list[SourceResults]) -> list[PeerError]:
     return [found.failure for found in peer_results if found.failure is not None]
-
-
-def _path_scope(request: Request) -> dict[str, str]:
-    scope = {}
-    if "study_instance_uid" in request.path_params:
-        scope["StudyInstanceUID"] = request.path_params["study_instance_uid"]
-    if "series_instance_uid" in request.path_params:
-        scope["SeriesInstanceUID"] = request.path_params["series_instance_uid"]
-    return scope
 
 
 async def _searchable_peers(request: Request, warnings: list[str]) -> list[PeerAccess]:

@@ -28,14 +28,14 @@ async def search_for_studies(request: Request) -> Response:
 
 
 async def search_for_series(request: Request) -> Response:
-    return await _search(request, QueryLevel.SERIES, _path_scope(request), "SearchForSeries")
+    return await _search(request, QueryLevel.SERIES, path_scope(request), "SearchForSeries")
 
 
 async def search_for_instances(request: Request) -> Response:
-    return await _search(request, QueryLevel.INSTANCE, _path_scope(request), "SearchForInstances")
+    return await _search(request, QueryLevel.INSTANCE, path_scope(request), "SearchForInstances")
 
 
-def _path_scope(request: Request) -> dict[str, str]:
+def path_scope(request: Request) -> dict[str, str]:
     scope = {}
     if "study_instance_uid" in request.path_params:
         scope["StudyInstanceUID"] = request.path_params["study_instance_uid"]

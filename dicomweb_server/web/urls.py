@@ -13,12 +13,22 @@ import re
 from functools import lru_cache
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from dicomweb_server.errors import InvalidRequest
 
 DICOMWEB_PREFIX = "/dicom-web"
 APP_ROOT_PATH = "dicomweb_server.root_path"
 """Scope key of the root path the ASGI server gave the application, before any Mount changed it."""
+
+
+def application_path(scope: Scope) -> str:
+    """Return the request path without the root path the ASGI server mounted the application at."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
 
 
 @lru_cache(maxsize=64)
