@@ -33,7 +33,7 @@ METADATA_COMPRESSION_LEVEL = 1
 
 # The statements every stored instance runs are built once and given their values as parameters.
 # Building a statement costs CPU on every call: about 80 µs for one of these selects, where
-# running it on SQLite takes about 135 µs (SQLAlchemy 2.1.9, aiosqlite, 2-core AMD EPYC).
+# running it on SQLite takes about 135 µs (SQLAlchemy 2.1.9, aiosqlite, 2-core Intel Xeon).
 _FIND_INSTANCE = select(instance.c.instance_key, instance.c.content_digest, instance.c.object_key).where(
     instance.c.sop_instance_uid == bindparam("sop_instance_uid")
 )
