@@ -40,6 +40,8 @@ from dicomweb_server.storage.store import ObjectStore, StoreError, Upload
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK_SIZE = 1024 * 1024
+WRITE_BUFFER_SIZE = 1024 * 1024
+"""Bytes of a part collected in memory before they are written to the spool file."""
 
 
 @dataclass
@@ -278,6 +280,9 @@ async def _record_stored(
 async def _receive(upload: Upload, chunks: AsyncIterable[bytes], max_size: int) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
+    # Request bodies arrive in chunks of about 64 KiB, and each write of the spool file is a
+    # hop to a worker thread, so chunks are collected into writes of up to WRITE_BUFFER_SIZE.
+    pending = bytearray()
     async for chunk in chunks:
         size += len(chunk)
         if size > max_size:
@@ -286,7 +291,12 @@ async def _receive(upload: Upload, chunks: AsyncIterable[bytes], max_size: int) 
                 "raise DICOMWEB_MAX_PART_SIZE or send a smaller instance"
             )
         digest.update(chunk)
-        await upload.write(chunk)
+        pending += chunk
+        if len(pending) >= WRITE_BUFFER_SIZE:
+            await upload.write(bytes(pending))
+            pending.clear()
+    if pending:
+        await upload.write(bytes(pending))
     await upload.finish_writing()
     return digest.hexdigest(), size
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +40,17 @@ SOURCE = socket.gethostname()
 """The name of this server process's host, stored in each entry it writes."""
 
 VERIFY_BATCH = 1000
+
+# The statements of every append are built once, because building a statement costs CPU on every call.
+_READ_HEAD = select(audit_chain.c.sequence, audit_chain.c.hash).where(audit_chain.c.chain_key == CHAIN_KEY)
+_READ_HEAD_FOR_UPDATE = _READ_HEAD.with_for_update()
+_MOVE_HEAD = (
+    update(audit_chain)
+    .where(audit_chain.c.chain_key == CHAIN_KEY)
+    .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
+)
+_INSERT_EVENTS = insert(audit_event)
+_INSERT_EVENT_STUDIES = insert(audit_event_study)
 
 
 class AuditUnavailable(DependencyUnavailable):
@@ -125,11 +136,7 @@ def _insert(
 
     events, studies, appended = _chained(entries, _lock_head(connection))
     _insert_rows(connection, events, studies)
-    connection.execute(
-        update(audit_chain)
-        .where(audit_chain.c.chain_key == CHAIN_KEY)
-        .values(sequence=appended[-1].sequence, hash=appended[-1].hash)
-    )
+    connection.execute(_MOVE_HEAD, {"new_sequence": appended[-1].sequence, "new_hash": appended[-1].hash})
     return appended
 
 
@@ -162,16 +169,14 @@ def _chained(
 
 
 def _insert_rows(connection: Connection, events: list[dict[str, Any]], studies: list[dict[str, Any]]) -> None:
-    connection.execute(insert(audit_event), events)
+    connection.execute(_INSERT_EVENTS, events)
     if studies:
-        connection.execute(insert(audit_event_study), studies)
+        connection.execute(_INSERT_EVENT_STUDIES, studies)
 
 
 def _lock_head(connection: Connection) -> tuple[int, str]:
     """Return the sequence and hash of the last entry, holding the chain head until the transaction ends."""
-    statement = select(audit_chain.c.sequence, audit_chain.c.hash).where(audit_chain.c.chain_key == CHAIN_KEY)
-    if connection.dialect.name == "postgresql":
-        statement = statement.with_for_update()
+    statement = _READ_HEAD_FOR_UPDATE if connection.dialect.name == "postgresql" else _READ_HEAD
     row = connection.execute(statement).first()
     if row is None:
         # Migration 0004 adds the head, but a database built from the table definitions alone

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, not_, select
+from sqlalchemy import Connection, and_, bindparam, not_, select
 
 from dicomweb_server.audit.events import (
     AuditEntry,
@@ -33,6 +33,22 @@ from dicomweb_server.index.schema import series, study
 
 LOOKUP_CHUNK = 500
 """StudyInstanceUIDs per IN list, well below the bound-parameter limits of SQLite and asyncpg."""
+
+# Built once, because it runs for every stored instance and building a statement costs CPU on every call.
+_STUDIES_WITH_MODALITIES = (
+    select(
+        study.c.study_instance_uid,
+        study.c.patient_id,
+        study.c.issuer_of_patient_id,
+        study.c.patient_name,
+        study.c.accession_number,
+        study.c.study_date,
+        study.c.study_description,
+        series.c.modality,
+    )
+    .select_from(study.outerjoin(series, series.c.study_key == study.c.study_key))
+    .where(study.c.study_instance_uid.in_(bindparam("uids", expanding=True)))
+)
 
 HIDDEN_STUDY_REASON = "no authorization in force lets the requester's organisation see this study"
 
@@ -82,20 +98,7 @@ def _find_studies(connection: Connection, uids: set[str]) -> dict[str, StudyInvo
     ordered = sorted(uids)
     for start in range(0, len(ordered), LOOKUP_CHUNK):
         chunk = ordered[start : start + LOOKUP_CHUNK]
-        rows = connection.execute(
-            select(
-                study.c.study_instance_uid,
-                study.c.patient_id,
-                study.c.issuer_of_patient_id,
-                study.c.patient_name,
-                study.c.accession_number,
-                study.c.study_date,
-                study.c.study_description,
-                series.c.modality,
-            )
-            .select_from(study.outerjoin(series, series.c.study_key == study.c.study_key))
-            .where(study.c.study_instance_uid.in_(chunk))
-        )
+        rows = connection.execute(_STUDIES_WITH_MODALITIES, {"uids": chunk})
         for row in rows:
             item = found.setdefault(
                 row.study_instance_uid,

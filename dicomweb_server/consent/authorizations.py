@@ -15,13 +15,14 @@ every covered study. A revoked authorization is never active again; a new one is
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dicomweb_server.audit import EventAction, EventType, RecordObject, StudyInvolved, record_change
@@ -431,6 +432,33 @@ async def revoke_authorization(
     return revoked
 
 
+@functools.cache
+def _authorizations_of_stored_study() -> Select[Any]:
+    """Build the look-up of the authorizations that cover a study.
+
+    It runs for every stored instance, so it is built once: building it took about as much CPU as
+    running it.
+    """
+    return (
+        select(
+            patient_authorization.c.authorization_key,
+            patient_authorization.c.authorization_id,
+            patient_authorization.c.ends_at,
+            patient_authorization.c.time_zone,
+            patient_authorization.c.end_chosen_by_patient,
+            patient_authorization.c.meets_twelve_months,
+            study.c.study_date,
+            study.c.created_at,
+        )
+        .select_from(patient_authorization.join(study, covers_study()))
+        .where(
+            study.c.study_instance_uid == bindparam("study_instance_uid"),
+            patient_authorization.c.revoked_at.is_(None),
+            patient_authorization.c.ends_at > bindparam("now"),
+        )
+    )
+
+
 async def extend_for_study(
     connection: AsyncConnection, study_instance_uid: str, now: datetime.datetime
 ) -> None:
@@ -443,22 +471,7 @@ async def extend_for_study(
     """
     rows = (
         await connection.execute(
-            select(
-                patient_authorization.c.authorization_key,
-                patient_authorization.c.authorization_id,
-                patient_authorization.c.ends_at,
-                patient_authorization.c.time_zone,
-                patient_authorization.c.end_chosen_by_patient,
-                patient_authorization.c.meets_twelve_months,
-                study.c.study_date,
-                study.c.created_at,
-            )
-            .select_from(patient_authorization.join(study, covers_study()))
-            .where(
-                study.c.study_instance_uid == study_instance_uid,
-                patient_authorization.c.revoked_at.is_(None),
-                patient_authorization.c.ends_at > now,
-            )
+            _authorizations_of_stored_study(), {"study_instance_uid": study_instance_uid, "now": now}
         )
     ).all()
     for row in rows:

@@ -24,6 +24,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import BYTES_VR
 
 from dicomweb_server.dicom import transfer
+from dicomweb_server.dicom.raw_json import dataset_encodings, fast_path_applies, raw_element_json
 from dicomweb_server.dicom.status import FailureReason, WarningReason
 from dicomweb_server.dicom.uids import check_uid
 
@@ -274,13 +275,20 @@ def dataset_to_json(
     :func:`_items_offset`).
     """
     result: dict[str, Any] = {}
+    encodings = dataset_encodings(dataset) if fast_path_applies() else None
     for tag in sorted(dataset.keys()):
         if tag >> 16 == 0x0002:
             continue
-        path = f"{path_prefix}{tag:08X}"
         raw = dataset.get_item(tag, keep_deferred=True)
         if raw is None:
             continue
+        if encodings is not None and isinstance(raw, RawDataElement):
+            converted = raw_element_json(raw, encodings)
+            if converted is not None:
+                result[f"{tag:08X}"] = converted
+                continue
+
+        path = f"{path_prefix}{tag:08X}"
         location = _raw_location(raw, stream_offset)
         deferred = _deferred_bulk_vr(raw)
         if deferred is not None:
