@@ -31,9 +31,7 @@ what this archive's users searched and retrieved there.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dicomweb_server.audit.events import EventType, Outcome
+from dicomweb_server.audit.spreadsheet import csv_text
 from dicomweb_server.audit.tables import audit_event
 from dicomweb_server.auth.tables import organisation
 from dicomweb_server.consent import periods
@@ -248,26 +247,23 @@ class AvailabilityReport:
 
     def to_csv(self) -> str:
         """Write one row per CT study."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        for item in self.to_json()["studies"]:
-            writer.writerow(
-                [
-                    item["study_instance_uid"],
-                    item["patient_id"] or "",
-                    item["issuer_of_patient_id"] or "",
-                    item["accession_number"] or "",
-                    item["study_date"] or "",
-                    item["required_until"],
-                    item["strict"]["code"],
-                    item["strict"]["reason"] or "",
-                    item["strict"]["authorization"] or "",
-                    item["capability"]["code"],
-                    item["capability"]["reason"] or "",
-                ]
-            )
-        return buffer.getvalue()
+        rows = [
+            [
+                item["study_instance_uid"],
+                item["patient_id"] or "",
+                item["issuer_of_patient_id"] or "",
+                item["accession_number"] or "",
+                item["study_date"] or "",
+                item["required_until"],
+                item["strict"]["code"],
+                item["strict"]["reason"] or "",
+                item["strict"]["authorization"] or "",
+                item["capability"]["code"],
+                item["capability"]["reason"] or "",
+            ]
+            for item in self.to_json()["studies"]
+        ]
+        return csv_text(CSV_COLUMNS, rows)
 
 
 async def availability_report(
