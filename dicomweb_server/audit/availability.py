@@ -99,12 +99,18 @@ def parse_period(first: str, last: str, time_zone: ZoneInfo) -> Period:
     Raises
     ------
     ValueError
-        When a day is malformed, the first is after the last, or the period exceeds ten years.
+        When a day is malformed, the first is after the last, a day is outside
+        ``periods.EARLIEST_DATE`` to ``periods.LATEST_DATE``, or the period exceeds ten years.
     """
     first_day = datetime.date.fromisoformat(_iso_day(periods.parse_study_date(first)))
     last_day = datetime.date.fromisoformat(_iso_day(periods.parse_study_date(last)))
     if first_day > last_day:
         raise ValueError(f"invalid period: from {first_day} is after to {last_day}")
+    if first_day < periods.EARLIEST_DATE or last_day > periods.LATEST_DATE:
+        raise ValueError(
+            f"invalid period: {first_day} to {last_day} is outside the days the archive can report on; "
+            f"give days from {periods.EARLIEST_DATE} to {periods.LATEST_DATE}"
+        )
     if (last_day - first_day).days > MAX_PERIOD_DAYS:
         raise ValueError(f"invalid period: {first_day} to {last_day} is longer than ten years; split it")
     return Period(first_day, last_day, time_zone)
