@@ -541,6 +541,41 @@ def test_verify_finds_deleted_last_entries(archive: Archive) -> None:
     assert f"broken at entry {last - 1}: entries {last - 1} to {last} are missing" in result.stdout
 
 
+def test_verify_finds_inserted_entry(archive: Archive) -> None:
+    _archive_with_trail(archive)
+    sequence = _sequence_of(archive, "SearchForStudies")
+    columns = (
+        "request_id, event_time, event_type, action, outcome, subject, organisation, external, "
+        "content, previous_hash, hash"
+    )
+    # A plain INSERT, which the append-only triggers let through.
+    execute(
+        archive,
+        f"INSERT INTO audit_event (sequence, event_id, {columns}) "
+        f"SELECT 0, 'a0000000-0000-4000-8000-000000000000', {columns} "
+        f"FROM audit_event WHERE sequence = {sequence}",
+    )
+
+    result = _verify(archive)
+    assert result.returncode == 1
+    assert "broken at entry 0 (event a0000000-0000-4000-8000-000000000000)" in result.stdout
+    assert "outside the chain" in result.stdout
+
+
+def test_verify_finds_inserted_study_row(archive: Archive) -> None:
+    _archive_with_trail(archive)
+    last = int(query(archive, "SELECT max(sequence) FROM audit_event")[0][0])
+    execute(
+        archive,
+        "INSERT INTO audit_event_study (sequence, study_instance_uid, patient_id, issuer_of_patient_id) "
+        f"VALUES ({last + 1000}, '1.2.3.4', 'TAMPER-X', '')",
+    )
+
+    result = _verify(archive)
+    assert result.returncode == 1
+    assert f"a study row names entry {last + 1000}, which does not exist" in result.stdout
+
+
 def test_anchor_finds_cut_chain(archive: Archive) -> None:
     _archive_with_trail(archive)
     last, digest = query(archive, "SELECT sequence, hash FROM audit_event ORDER BY sequence DESC LIMIT 1")[0]
