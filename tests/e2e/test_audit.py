@@ -441,6 +441,66 @@ def test_audit_reads_recorded(server: ServerProcess, admin_api: AdminApi) -> Non
     assert response.json()["valid"] is True
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/admin/api/audit/entries", {"from": "2026-05-01"}, "'from' (this resource calls it 'since')"),
+        ("/admin/api/audit/entries", {"offset": "10"}, "'offset' (this resource calls it 'after')"),
+        ("/admin/api/audit/export", {"to": "2026-05-31"}, "'to' (this resource calls it 'until')"),
+        ("/admin/api/audit/verify", {"anchr": "1:2"}, "'anchr' (did you mean 'anchor'?)"),
+        (
+            "/admin/api/reports/disclosures",
+            {"patient_id": "P", "from": "2026-01-01", "to": "2026-01-02", "issuer": "H"},
+            "'issuer' (this resource calls it 'issuer_of_patient_id')",
+        ),
+        ("/admin/api/reports/availability", {"from": "2026-01-01", "until": "2026-01-02"}, "'until'"),
+    ],
+)
+def test_audit_api_rejects_unknown_parameter(
+    admin_api: AdminApi, path: str, params: dict[str, str], named: str
+) -> None:
+    response = admin_api.http.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert f"unknown query parameter {named}" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"after": "99999999999999999999"}, "'after': '99999999999999999999'"),
+        ({"event_type": "disclosure"}, "'event_type': 'disclosure'; use one of query,"),
+    ],
+)
+def test_audit_entries_reject_bad_value(admin_api: AdminApi, params: dict[str, str], named: str) -> None:
+    response = admin_api.http.get("/admin/api/audit/entries", params=params)
+    assert response.status_code == 400, response.text
+    assert f"invalid query parameter {named}" in response.json()["message"]
+
+
+def test_audit_export_links_next_page(server: ServerProcess, admin_api: AdminApi) -> None:
+    for _ in range(3):
+        assert get(server, "/dicom-web/studies", server.headers, PatientID="EXPORT-PAGES").status_code == 200
+    params = {"event_type": "query", "limit": "2"}
+
+    first = admin_api.http.get("/admin/api/audit/export", params=params)
+    bundle = first.json()
+    (link,) = bundle["link"]
+    second = admin_api.http.get(link["url"])
+    as_dicom = admin_api.http.get("/admin/api/audit/export", params={**params, "format": "dicom"})
+
+    assert first.status_code == 200, first.text
+    assert len(bundle["entry"]) == 2
+    assert link["relation"] == "next"
+    assert first.headers["link"] == f'<{link["url"]}>; rel="next"'
+    assert "after=" in link["url"]
+    assert second.status_code == 200, second.text
+    first_ids = {item["resource"]["id"] for item in bundle["entry"]}
+    second_ids = {item["resource"]["id"] for item in second.json()["entry"]}
+    assert second_ids
+    assert not first_ids & second_ids
+    assert as_dicom.headers["link"].endswith('; rel="next"')
+
+
 def _days_ahead(days: int) -> str:
     return (datetime.date.today() + datetime.timedelta(days=days)).strftime("%Y%m%d")
 
