@@ -656,6 +656,46 @@ def _dribble(peer: StreamingPeer) -> Iterator[bytes]:
         yield b" "
 
 
+@pytest.mark.parametrize(
+    ("content_type", "tail", "expected", "message"),
+    [
+        ("text/html", "/metadata", 502, "responded to a metadata request with 'text/html'"),
+        ("text/html", "", 502, "responded with a web page (text/html) instead of DICOM data"),
+        ("application/octet-stream", "/metadata", 502, "with 'application/octet-stream', not"),
+        ("text/html", "/rendered", 200, None),
+    ],
+)
+def test_relay_checks_media_type(
+    federation: Federation, content_type: str, tail: str, expected: int, message: str | None
+) -> None:
+    a = federation.a
+    stub = StubPeer(200, b"<html><script>document.title='peer'</script>Sign in</html>", content_type)
+    added = a.request("POST", "/admin/api/peers", json={"name": "portal", "url": stub.url, "token": "t"})
+    try:
+        response = a.request("GET", f"{FEDERATION}/peers/portal/studies/{federation.uid('B_SHARED')}{tail}")
+    finally:
+        a.request("DELETE", "/admin/api/peers/portal")
+        stub.close()
+
+    assert added.status_code == 201, added.text
+    assert response.status_code == expected, response.text
+    if message is None:
+        assert response.headers["content-security-policy"] == "sandbox"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    else:
+        assert message in response.json()["message"]
+        assert response.json()["message"].startswith("peer portal ")
+
+
+def test_relayed_metadata_sandboxed(federation: Federation) -> None:
+    a = federation.a
+    response = a.request("GET", f"{FEDERATION}/peers/b/studies/{federation.uid('B_SHARED')}/metadata")
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-security-policy"] == "sandbox"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def test_peer_api_hides_secret(federation: Federation) -> None:
     a = federation.a
     token = "dwt_000000000000_never-shown-again"
