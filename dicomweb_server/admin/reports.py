@@ -27,6 +27,7 @@ CSV = "text/csv; charset=utf-8"
 FORMATS = ("json", "csv")
 DISCLOSURE_PARAMETERS = ("patient_id", "issuer_of_patient_id", "from", "to", "format")
 AVAILABILITY_PARAMETERS = ("from", "to", "format")
+SHARING_PARAMETERS = ("format",)
 OTHER_PARAMETER_NAMES = {"issuer": "issuer_of_patient_id"}
 
 
@@ -84,6 +85,10 @@ async def sharing_route(request: Request) -> Response:
     """Show whether a study is available to external facilities now, and the statement for its report."""
     audit = request_audit(request)
     audit.describe(EventType.AUDIT_LOG_USED, "report.sharing", level="study")
+    check_query_parameters(request, SHARING_PARAMETERS)
+    chosen = request.query_params.get("format", "json")
+    if chosen != "json":
+        raise InvalidRequest(f"invalid format {chosen!r}; the sharing status is available as json only")
     uid = request.path_params["study_instance_uid"]
     audit.involve(uid)
     async with state(request).index.read() as connection:
