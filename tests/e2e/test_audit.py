@@ -694,6 +694,13 @@ def test_concurrent_requests_keep_one_chain(archive: Archive) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_cli_export_rejects_unknown_type(archive: Archive) -> None:
+    result = archive.run(["audit", "export", "--event-type", "disclosure"])
+    assert result.returncode == 2
+    assert "invalid choice: 'disclosure'" in result.stderr
+    assert "data-export" in result.stderr
+
+
 def test_cli_export_formats(archive: Archive) -> None:
     _archive_with_trail(archive)
     as_json = archive.run(["audit", "export", "--event-type", "query"])
