@@ -91,6 +91,28 @@ def check_fields(body: dict[str, Any], fields: Collection[str]) -> None:
     )
 
 
+def check_query_parameters(
+    request: Request, accepted: Collection[str], renamed: dict[str, str] | None = None
+) -> None:
+    """Raise InvalidRequest naming the first query parameter that is not in ``accepted``.
+
+    A filter that was silently ignored would return every entry as if it had been applied.
+    ``renamed`` maps names used elsewhere (the command line's ``--from``, the usual ``offset``) to
+    the accepted one, for the hint.
+    """
+    unknown = [name for name in request.query_params if name not in accepted]
+    if not unknown:
+        return
+    name = unknown[0]
+    if renamed and name in renamed:
+        hint = f" (this resource calls it {renamed[name]!r})"
+    else:
+        close = difflib.get_close_matches(name, list(accepted), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(accepted) if accepted else "none"
+    raise InvalidRequest(f"unknown query parameter {name!r}{hint}; the accepted parameters are {listed}")
+
+
 def _suggestion(name: str, fields: Collection[str]) -> str:
     option = name.lower().lstrip("-")
     for renamed in CLI_OPTION_FIELDS.get(option, ()):

@@ -31,9 +31,7 @@ what this archive's users searched and retrieved there.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dicomweb_server.audit.events import EventType, Outcome
+from dicomweb_server.audit.spreadsheet import csv_text
 from dicomweb_server.audit.tables import audit_event
 from dicomweb_server.auth.tables import organisation
 from dicomweb_server.consent import periods
@@ -100,12 +99,18 @@ def parse_period(first: str, last: str, time_zone: ZoneInfo) -> Period:
     Raises
     ------
     ValueError
-        When a day is malformed, the first is after the last, or the period exceeds ten years.
+        When a day is malformed, the first is after the last, a day is outside
+        ``periods.EARLIEST_DATE`` to ``periods.LATEST_DATE``, or the period exceeds ten years.
     """
     first_day = datetime.date.fromisoformat(_iso_day(periods.parse_study_date(first)))
     last_day = datetime.date.fromisoformat(_iso_day(periods.parse_study_date(last)))
     if first_day > last_day:
         raise ValueError(f"invalid period: from {first_day} is after to {last_day}")
+    if first_day < periods.EARLIEST_DATE or last_day > periods.LATEST_DATE:
+        raise ValueError(
+            f"invalid period: {first_day} to {last_day} is outside the days the archive can report on; "
+            f"give days from {periods.EARLIEST_DATE} to {periods.LATEST_DATE}"
+        )
     if (last_day - first_day).days > MAX_PERIOD_DAYS:
         raise ValueError(f"invalid period: {first_day} to {last_day} is longer than ten years; split it")
     return Period(first_day, last_day, time_zone)
@@ -248,26 +253,23 @@ class AvailabilityReport:
 
     def to_csv(self) -> str:
         """Write one row per CT study."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        for item in self.to_json()["studies"]:
-            writer.writerow(
-                [
-                    item["study_instance_uid"],
-                    item["patient_id"] or "",
-                    item["issuer_of_patient_id"] or "",
-                    item["accession_number"] or "",
-                    item["study_date"] or "",
-                    item["required_until"],
-                    item["strict"]["code"],
-                    item["strict"]["reason"] or "",
-                    item["strict"]["authorization"] or "",
-                    item["capability"]["code"],
-                    item["capability"]["reason"] or "",
-                ]
-            )
-        return buffer.getvalue()
+        rows = [
+            [
+                item["study_instance_uid"],
+                item["patient_id"] or "",
+                item["issuer_of_patient_id"] or "",
+                item["accession_number"] or "",
+                item["study_date"] or "",
+                item["required_until"],
+                item["strict"]["code"],
+                item["strict"]["reason"] or "",
+                item["strict"]["authorization"] or "",
+                item["capability"]["code"],
+                item["capability"]["reason"] or "",
+            ]
+            for item in self.to_json()["studies"]
+        ]
+        return csv_text(CSV_COLUMNS, rows)
 
 
 async def availability_report(

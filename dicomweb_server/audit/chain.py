@@ -278,6 +278,7 @@ async def verify_chain(connection: AsyncConnection, anchor: tuple[int, str] | No
     checked, last_sequence, last_hash = 0, 0, GENESIS_HASH
     anchor_seen = anchor is None
     try:
+        await _check_entries_below_first(connection)
         while True:
             rows = await _event_batch(connection, last_sequence)
             if not rows:
@@ -290,6 +291,7 @@ async def verify_chain(connection: AsyncConnection, anchor: tuple[int, str] | No
                     anchor_seen = True
                 checked, last_sequence, last_hash = checked + 1, row.sequence, row.hash
         _check_head(head_sequence, head_hash, last_sequence, last_hash)
+        await _check_study_rows_without_entry(connection)
         if not anchor_seen:
             assert anchor is not None
             raise _Broken(
@@ -303,6 +305,50 @@ async def verify_chain(connection: AsyncConnection, anchor: tuple[int, str] | No
             checked, head_sequence, head_hash, broken.problem, broken.sequence, broken.event_id
         )
     return Verification(checked, head_sequence, head_hash)
+
+
+async def _check_entries_below_first(connection: AsyncConnection) -> None:
+    """Find an entry numbered below 1, which the walk from entry 1 never reads.
+
+    The triggers reject UPDATE and DELETE but not INSERT, and the reports read every row, so such
+    an entry would add a disclosure or a search that no hash covers.
+    """
+    statement = (
+        select(audit_event.c.sequence, audit_event.c.event_id)
+        .where(audit_event.c.sequence < 1)
+        .order_by(audit_event.c.sequence)
+        .limit(1)
+    )
+    outside = (await connection.execute(statement)).first()
+    if outside is not None:
+        raise _Broken(
+            f"entry {outside.sequence} is outside the chain, which starts at entry 1: "
+            "it was inserted into the database directly",
+            int(outside.sequence),
+            str(outside.event_id),
+        )
+
+
+async def _check_study_rows_without_entry(connection: AsyncConnection) -> None:
+    """Find a study row whose entry does not exist, once the walk has found every entry in place.
+
+    An inserted row of this kind would attach itself to the entry appended later with its number.
+    """
+    has_entry = select(audit_event.c.sequence).where(audit_event.c.sequence == audit_event_study.c.sequence)
+    statement = (
+        select(audit_event_study.c.sequence)
+        .where(~has_entry.exists())
+        .order_by(audit_event_study.c.sequence)
+        .limit(1)
+    )
+    orphan = (await connection.execute(statement)).first()
+    if orphan is not None:
+        raise _Broken(
+            f"a study row names entry {orphan.sequence}, which does not exist: "
+            "it was inserted into the database directly",
+            int(orphan.sequence),
+            None,
+        )
 
 
 async def _event_batch(connection: AsyncConnection, after: int) -> list[Any]:

@@ -16,9 +16,7 @@ legal minimum or the full list of who received the patient's images.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dicomweb_server.audit.availability import Period
 from dicomweb_server.audit.events import EventType, parse_utc
+from dicomweb_server.audit.spreadsheet import csv_text
 from dicomweb_server.audit.tables import audit_event, audit_event_study
 from dicomweb_server.consent import periods
 
@@ -135,14 +134,12 @@ class Accounting:
 
     def to_csv(self) -> str:
         """Write one row per disclosed study of each disclosure."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
         zone = self.period.time_zone
+        rows = []
         for item in self.disclosures:
             row = item.to_json(zone)
             for disclosed in item.studies:
-                writer.writerow(
+                rows.append(
                     [
                         row["date"],
                         row["local_date"],
@@ -162,7 +159,7 @@ class Accounting:
                         row["event_id"],
                     ]
                 )
-        return buffer.getvalue()
+        return csv_text(CSV_COLUMNS, rows)
 
 
 CSV_COLUMNS = [

@@ -74,7 +74,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     export.add_argument("--from", dest="first", metavar="DATE", help="first day (default: no limit)")
     export.add_argument("--to", dest="last", metavar="DATE", help="last day (default: no limit)")
-    export.add_argument("--event-type", metavar="TYPE", help="only entries of this type, such as data-export")
+    export.add_argument(
+        "--event-type",
+        metavar="TYPE",
+        choices=[item.value for item in EventType],
+        help="only entries of this type, such as data-export; one of %(choices)s",
+    )
     export.add_argument("--patient-id", metavar="ID", help="only entries naming this PatientID")
     export.add_argument("--format", choices=("json", "fhir", "dicom"), default="json")
 

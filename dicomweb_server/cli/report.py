@@ -147,5 +147,5 @@ def print_sharing(status: SharingStatus) -> None:
             f"Study {status.study_instance_uid} is available to external facilities through "
             f"{data['available_through_day']}, under authorization {under['id']}."
         )
-    print(f"Twelve months after the study end after {data['twelve_months_through_day']}.")
+    print(f"The twelve months after the study run through {data['twelve_months_through_day']}.")
     print(data["statement"] or f"No statement for the final report: {data['statement_withheld_because']}")

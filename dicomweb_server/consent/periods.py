@@ -15,6 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DICOM_DATE = re.compile(r"^\d{8}$")
 
+EARLIEST_DATE = datetime.date(1, 1, 2)
+"""Earliest day accepted as the start of a report period, whose midnight in any time zone is still
+a Python datetime in UTC."""
+
 LATEST_DATE = datetime.date(9998, 12, 31)
 """Latest date accepted as a start or an end. Python's dates end with 9999-12-31, and the end of a
 day, a time zone offset or the twelve months added to a study must stay within them."""
@@ -90,12 +94,18 @@ def parse_study_date(text: str) -> str:
     value = text.strip()
     try:
         if DICOM_DATE.match(value):
-            return datetime.datetime.strptime(value, "%Y%m%d").strftime("%Y%m%d")
+            return dicom_date(datetime.datetime.strptime(value, "%Y%m%d").date())
         if DATE_ONLY.match(value):
-            return datetime.date.fromisoformat(value).strftime("%Y%m%d")
+            return dicom_date(datetime.date.fromisoformat(value))
     except ValueError:
         pass
     raise ValueError(f"invalid study date {text!r}; use YYYY-MM-DD or YYYYMMDD")
+
+
+def dicom_date(day: datetime.date) -> str:
+    """Write ``day`` as a DICOM DA value, YYYYMMDD, with the year in four digits."""
+    # strftime("%Y") writes year 999 as "999" on glibc, and StudyDate ranges are compared as text.
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
 def start_of_local_day(day: datetime.date, time_zone: ZoneInfo) -> datetime.datetime:

@@ -4,8 +4,9 @@ dicomweb-client is synchronous (it sends with requests), so each search runs on 
 pool kept for peers, apart from the event loop's default pool that parsing and transcoding
 use. The peer's timeout bounds each connect and each read of requests, and a deadline on the
 event loop bounds the whole search, token fetch included. A search that passes its deadline is
-reported as timed out at once, and its thread ends at the latest when requests' read timeout
-fires. Retries are off: a peer that fails is reported, not asked again.
+reported as timed out at once. Its thread stops reading the body at the first read after the
+deadline, or when requests' read timeout fires, and stops after 32 MiB of body. Retries are off:
+a peer that fails is reported, not asked again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb_server.dicom.attributes import QueryLevel
 from dicomweb_server.federation.credentials import ACCESS_TOKENS, PeerAccess
 from dicomweb_server.federation.errors import PeerError
-from dicomweb_server.federation.transport import peer_failure, requests_session
+from dicomweb_server.federation.transport import bounded_body_hook, peer_failure, requests_session
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ async def search_peer(access: PeerAccess, search: PeerSearch) -> list[dict[str, 
 
 def _search_blocking(access: PeerAccess, headers: dict[str, str], search: PeerSearch) -> Any:
     session = requests_session(access.peer)
+    deadline = time.monotonic() + access.peer.timeout
+    session.hooks["response"].append(bounded_body_hook(access.peer, deadline))
     try:
         client = DICOMwebClient(
             access.peer.url,

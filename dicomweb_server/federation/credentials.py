@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -27,6 +29,10 @@ DEFAULT_LIFETIME = 60.0
 """Seconds an access token is kept when the token endpoint does not say when it expires."""
 
 MAX_REFRESH_MARGIN = 60.0
+
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+"""Largest token endpoint response read. A token response is a small JSON object, and a JWT
+access token of a few kilobytes is large, so more comes from a broken endpoint."""
 
 
 @dataclass(frozen=True)
@@ -102,50 +108,68 @@ async def _fetch(access: PeerAccess) -> _CachedToken:
     data = {"grant_type": "client_credentials"}
     if peer.oauth_scopes:
         data["scope"] = " ".join(peer.oauth_scopes)
+    request_headers = {"Accept": "application/json"}
     try:
-        async with http_client(peer) as client:
-            response = await client.post(
-                peer.token_url,
-                data=data,
-                auth=(peer.client_id, access.secret),
-                headers={"Accept": "application/json"},
-            )
-    except httpx.HTTPError as error:
+        # The client's timeout bounds each read only, and a retrieval has no deadline of its own,
+        # so an endpoint that sends its response slowly would hold every request to this peer.
+        async with http_client(peer) as client, asyncio.timeout(peer.timeout):
+            request = client.build_request("POST", peer.token_url, data=data, headers=request_headers)
+            response = await client.send(request, auth=(peer.client_id, access.secret), stream=True)
+            try:
+                body = _json_object(await _read_bounded(peer, response))
+            finally:
+                await response.aclose()
+    except (httpx.HTTPError, TimeoutError) as error:
         failure = peer_failure(peer, error)
         raise type(failure)(peer.name, f"token endpoint {failure.reason}") from None
 
     if response.status_code != 200:
-        raise PeerError(peer.name, _token_endpoint_refusal(response))
-    token, lifetime = _read_token_response(peer, response)
+        raise PeerError(peer.name, _token_endpoint_refusal(response.status_code, body))
+    token, lifetime = _read_token_response(peer, body)
     margin = min(MAX_REFRESH_MARGIN, lifetime / 5)
     logger.info("Federation: fetched an OAuth 2.0 access token for a peer, valid %.0f s", lifetime)
     return _CachedToken(token, time.monotonic() + lifetime - margin)
 
 
-def _token_endpoint_refusal(response: httpx.Response) -> str:
-    error_code = ""
+async def _read_bounded(peer: Peer, response: httpx.Response) -> bytes:
+    """Return the body of a token response, which may not exceed ``MAX_TOKEN_RESPONSE_BYTES``."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+            raise PeerError(
+                peer.name,
+                f"token endpoint responded with more than {MAX_TOKEN_RESPONSE_BYTES // 1024} KiB; "
+                "check the token URL",
+            )
+    return bytes(body)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """Return the JSON object of a token response, or None when the body is not one."""
     try:
-        body = response.json()
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            error_code = f", error {body['error']}"
+        parsed = json.loads(body)
     except ValueError:
-        pass
-    if response.status_code in (400, 401):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _token_endpoint_refusal(status: int, body: dict[str, Any] | None) -> str:
+    error_code = ""
+    if body is not None and isinstance(body.get("error"), str):
+        error_code = f", error {body['error']}"
+    if status in (400, 401):
         return (
-            f"token endpoint refused the client credentials (HTTP {response.status_code}{error_code}); "
+            f"token endpoint refused the client credentials (HTTP {status}{error_code}); "
             "check the client id, client secret and scopes"
         )
-    return f"token endpoint {describe_status(response.status_code)}{error_code}"
+    return f"token endpoint {describe_status(status)}{error_code}"
 
 
-def _read_token_response(peer: Peer, response: httpx.Response) -> tuple[str, float]:
+def _read_token_response(peer: Peer, body: dict[str, Any] | None) -> tuple[str, float]:
     """Return the access token and its lifetime in seconds from a token response (RFC 6749 5.1)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    token = body.get("access_token") if isinstance(body, dict) else None
-    if not isinstance(token, str) or not token:
+    token = body.get("access_token") if body is not None else None
+    if body is None or not isinstance(token, str) or not token:
         raise PeerError(peer.name, "token endpoint responded without an access_token")
     token_type = body.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":

@@ -29,6 +29,25 @@ WADO_PATH = re.compile(
 """The retrieval paths relayed to a peer: the study, series and instance resources of PS3.18 10.4."""
 
 JSON_MEDIA_TYPES = ("application/dicom+json", "application/json")
+WEB_PAGE_MEDIA_TYPES = ("text/html", "application/xhtml+xml")
+RELAYED_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+"""Headers of every relayed body: a browser that opens one runs no script of the peer's under this
+archive's origin, and does not guess another media type than the one declared."""
+
+
+def unexpected_media_type(path: str, media_type: str) -> str | None:
+    """Return why a peer's 200 answer of ``media_type`` to ``path`` cannot be DICOMweb data, or None.
+
+    Metadata is DICOM JSON. A web page is a DICOMweb media type only for rendered resources (a
+    rendered structured report); elsewhere it is a login page or an error page of the peer or of
+    a proxy in front of it.
+    """
+    if path.endswith("/metadata") and media_type not in JSON_MEDIA_TYPES:
+        return f"responded to a metadata request with {media_type!r}, not application/dicom+json"
+    rendered = path.endswith(("/rendered", "/thumbnail"))
+    if media_type in WEB_PAGE_MEDIA_TYPES and not rendered:
+        return f"responded with a web page ({media_type}) instead of DICOM data; check the peer URL"
+    return None
 
 
 def is_retrieval_path(path: str) -> bool:
@@ -52,8 +71,13 @@ class PeerStream:
     def content_type(self) -> str:
         return self.response.headers.get("content-type", "application/octet-stream")
 
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without parameters, in lower case."""
+        return self.content_type.split(";")[0].strip().lower()
+
     def is_json(self) -> bool:
-        return self.content_type.split(";")[0].strip().lower() in JSON_MEDIA_TYPES
+        return self.media_type in JSON_MEDIA_TYPES
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives (decoded, should the peer compress it anyway)."""

@@ -7,12 +7,26 @@ httpx. Both get the same TLS files from the peer's record.
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import requests
 
 from dicomweb_server.federation.errors import PeerError, PeerTimeout
 from dicomweb_server.federation.peers import Peer
+
+MAX_SEARCH_RESPONSE_BYTES = 32 * 1024 * 1024
+"""Largest search response body read from a peer, decoded.
+
+One study result of this archive takes under 1 KB (894 bytes for CT_small.dcm of the test
+files), so a page of 1000 takes about 1 MB. Other archives that return more attributes may need
+a few megabytes (an estimate), so a larger body comes from a broken or hostile peer. Read whole,
+it would fill this archive's memory, and parsing it would stall every other request.
+"""
+
+READ_SIZE = 64 * 1024
 
 
 def ssl_context(peer: Peer) -> ssl.SSLContext:
@@ -47,6 +61,61 @@ def requests_session(peer: Peer) -> requests.Session:
         )
     session.max_redirects = 0
     return session
+
+
+class _BoundedBody:
+    """A peer's response body that fails once it passes ``MAX_SEARCH_RESPONSE_BYTES`` or the deadline.
+
+    requests reads the body through ``read`` alone, because this class has no ``stream`` method.
+    On failure the connection is closed at once: requests neither closes nor pools a response
+    whose body raised, so the peer would otherwise go on sending into it.
+    """
+
+    def __init__(self, raw: Any, peer: Peer, deadline: float) -> None:
+        self._raw = raw
+        self._peer = peer
+        self._deadline = deadline
+        self._size = 0
+
+    def read(self, amount: int | None = None, *_: Any, **__: Any) -> bytes:
+        # The read timeout of requests bounds each read only, so a peer that keeps sending slowly
+        # would hold the search thread past the search's deadline without this check.
+        if time.monotonic() > self._deadline:
+            self._raw.close()
+            raise PeerTimeout(self._peer.name, f"did not respond within {self._peer.timeout:g} s")
+        # read1 returns what has arrived, where read waits for the whole amount, so the deadline is
+        # checked between the bytes of a peer that sends slowly. urllib3 1.x has no read1.
+        read = getattr(self._raw, "read1", None) or self._raw.read
+        chunk = read(amount or READ_SIZE, decode_content=True)
+        self._size += len(chunk)
+        if self._size > MAX_SEARCH_RESPONSE_BYTES:
+            self._raw.close()
+            raise PeerError(
+                self._peer.name,
+                f"responded with more than {MAX_SEARCH_RESPONSE_BYTES // (1024 * 1024)} MiB to a search; "
+                "narrow the search or check the peer",
+            )
+        return chunk
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def release_conn(self) -> None:
+        self._raw.release_conn()
+
+
+def bounded_body_hook(peer: Peer, deadline: float) -> Callable[..., requests.Response]:
+    """Return a requests response hook that bounds the body's size and the time to read it.
+
+    requests calls response hooks before it reads the body of a request made without ``stream``,
+    so the body is read through ``_BoundedBody``.
+    """
+
+    def bound(response: requests.Response, *_: Any, **__: Any) -> requests.Response:
+        response.raw = _BoundedBody(response.raw, peer, deadline)
+        return response
+
+    return bound
 
 
 def describe_status(status: int) -> str:

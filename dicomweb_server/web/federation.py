@@ -46,7 +46,14 @@ from dicomweb_server.federation.recording import (
     record_peer_searches,
     request_searched_studies,
 )
-from dicomweb_server.federation.retrieval import PeerStream, is_retrieval_path, open_stream, replace_prefix
+from dicomweb_server.federation.retrieval import (
+    RELAYED_HEADERS,
+    PeerStream,
+    is_retrieval_path,
+    open_stream,
+    replace_prefix,
+    unexpected_media_type,
+)
 from dicomweb_server.federation.sealing import SealError, load_peer_key
 from dicomweb_server.federation.search import SourceResults, label, merge, search_peers, source_of
 from dicomweb_server.federation.transport import describe_status
@@ -235,6 +242,10 @@ async def retrieve_from_peer(request: Request) -> Response:
         raise as_archive_error(error) from None
     if stream.status_code not in (200, 206):
         await _reject_status(stream, access.peer)
+    unexpected = unexpected_media_type(path, stream.media_type)
+    if unexpected is not None:
+        await stream.aclose()
+        raise as_archive_error(PeerError(access.peer.name, unexpected))
 
     body = stream.chunks()
     if stream.is_json():
@@ -262,7 +273,7 @@ class PeerStreamResponse(StreamingResponse):
     """A response that relays a peer's body and closes the connection to the peer however it ends."""
 
     def __init__(self, stream: PeerStream, body: object, *, status_code: int, media_type: str) -> None:
-        super().__init__(body, status_code=status_code, media_type=media_type)  # type: ignore[arg-type]
+        super().__init__(body, status_code=status_code, media_type=media_type, headers=RELAYED_HEADERS)  # type: ignore[arg-type]
         self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

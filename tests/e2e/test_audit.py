@@ -441,6 +441,66 @@ def test_audit_reads_recorded(server: ServerProcess, admin_api: AdminApi) -> Non
     assert response.json()["valid"] is True
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/admin/api/audit/entries", {"from": "2026-05-01"}, "'from' (this resource calls it 'since')"),
+        ("/admin/api/audit/entries", {"offset": "10"}, "'offset' (this resource calls it 'after')"),
+        ("/admin/api/audit/export", {"to": "2026-05-31"}, "'to' (this resource calls it 'until')"),
+        ("/admin/api/audit/verify", {"anchr": "1:2"}, "'anchr' (did you mean 'anchor'?)"),
+        (
+            "/admin/api/reports/disclosures",
+            {"patient_id": "P", "from": "2026-01-01", "to": "2026-01-02", "issuer": "H"},
+            "'issuer' (this resource calls it 'issuer_of_patient_id')",
+        ),
+        ("/admin/api/reports/availability", {"from": "2026-01-01", "until": "2026-01-02"}, "'until'"),
+    ],
+)
+def test_audit_api_rejects_unknown_parameter(
+    admin_api: AdminApi, path: str, params: dict[str, str], named: str
+) -> None:
+    response = admin_api.http.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert f"unknown query parameter {named}" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"after": "99999999999999999999"}, "'after': '99999999999999999999'"),
+        ({"event_type": "disclosure"}, "'event_type': 'disclosure'; use one of query,"),
+    ],
+)
+def test_audit_entries_reject_bad_value(admin_api: AdminApi, params: dict[str, str], named: str) -> None:
+    response = admin_api.http.get("/admin/api/audit/entries", params=params)
+    assert response.status_code == 400, response.text
+    assert f"invalid query parameter {named}" in response.json()["message"]
+
+
+def test_audit_export_links_next_page(server: ServerProcess, admin_api: AdminApi) -> None:
+    for _ in range(3):
+        assert get(server, "/dicom-web/studies", server.headers, PatientID="EXPORT-PAGES").status_code == 200
+    params = {"event_type": "query", "limit": "2"}
+
+    first = admin_api.http.get("/admin/api/audit/export", params=params)
+    bundle = first.json()
+    (link,) = bundle["link"]
+    second = admin_api.http.get(link["url"])
+    as_dicom = admin_api.http.get("/admin/api/audit/export", params={**params, "format": "dicom"})
+
+    assert first.status_code == 200, first.text
+    assert len(bundle["entry"]) == 2
+    assert link["relation"] == "next"
+    assert first.headers["link"] == f'<{link["url"]}>; rel="next"'
+    assert "after=" in link["url"]
+    assert second.status_code == 200, second.text
+    first_ids = {item["resource"]["id"] for item in bundle["entry"]}
+    second_ids = {item["resource"]["id"] for item in second.json()["entry"]}
+    assert second_ids
+    assert not first_ids & second_ids
+    assert as_dicom.headers["link"].endswith('; rel="next"')
+
+
 def _days_ahead(days: int) -> str:
     return (datetime.date.today() + datetime.timedelta(days=days)).strftime("%Y%m%d")
 
@@ -541,6 +601,41 @@ def test_verify_finds_deleted_last_entries(archive: Archive) -> None:
     assert f"broken at entry {last - 1}: entries {last - 1} to {last} are missing" in result.stdout
 
 
+def test_verify_finds_inserted_entry(archive: Archive) -> None:
+    _archive_with_trail(archive)
+    sequence = _sequence_of(archive, "SearchForStudies")
+    columns = (
+        "request_id, event_time, event_type, action, outcome, subject, organisation, external, "
+        "content, previous_hash, hash"
+    )
+    # A plain INSERT, which the append-only triggers let through.
+    execute(
+        archive,
+        f"INSERT INTO audit_event (sequence, event_id, {columns}) "
+        f"SELECT 0, 'a0000000-0000-4000-8000-000000000000', {columns} "
+        f"FROM audit_event WHERE sequence = {sequence}",
+    )
+
+    result = _verify(archive)
+    assert result.returncode == 1
+    assert "broken at entry 0 (event a0000000-0000-4000-8000-000000000000)" in result.stdout
+    assert "outside the chain" in result.stdout
+
+
+def test_verify_finds_inserted_study_row(archive: Archive) -> None:
+    _archive_with_trail(archive)
+    last = int(query(archive, "SELECT max(sequence) FROM audit_event")[0][0])
+    execute(
+        archive,
+        "INSERT INTO audit_event_study (sequence, study_instance_uid, patient_id, issuer_of_patient_id) "
+        f"VALUES ({last + 1000}, '1.2.3.4', 'TAMPER-X', '')",
+    )
+
+    result = _verify(archive)
+    assert result.returncode == 1
+    assert f"a study row names entry {last + 1000}, which does not exist" in result.stdout
+
+
 def test_anchor_finds_cut_chain(archive: Archive) -> None:
     _archive_with_trail(archive)
     last, digest = query(archive, "SELECT sequence, hash FROM audit_event ORDER BY sequence DESC LIMIT 1")[0]
@@ -597,6 +692,13 @@ def test_concurrent_requests_keep_one_chain(archive: Archive) -> None:
     assert searches[0][0] == requests
     result = _verify(archive)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cli_export_rejects_unknown_type(archive: Archive) -> None:
+    result = archive.run(["audit", "export", "--event-type", "disclosure"])
+    assert result.returncode == 2
+    assert "invalid choice: 'disclosure'" in result.stderr
+    assert "data-export" in result.stderr
 
 
 def test_cli_export_formats(archive: Archive) -> None:

@@ -218,6 +218,7 @@ def _build(world: World) -> None:
     _store(world, "LIST2", ct("LIST2", "LIST", "20240202"))
     for label, day in (("RANGE1", "20230101"), ("RANGE2", "20230615"), ("RANGE3", "20231231")):
         _store(world, label, ct(label, "RANGE", day))
+    _store(world, "ANCIENT1", ct("ANCIENT1", "ANCIENT", "20240301"))
     for key in ("EXPIRED", "REVOKED", "FUTURE", "EMERG", "NEXT"):
         _store(world, f"{key}1", ct(f"{key}1", key, "20240301"))
     for number in range(1, 7):
@@ -236,6 +237,12 @@ def _build(world: World) -> None:
         any_external=True,
         study_date_from="2023-06-01",
         study_date_to="2023-12-31",
+    )["id"]
+    grants["ANCIENT"] = admin.grant(
+        patient_id=patient("ANCIENT"),
+        any_external=True,
+        study_date_from="0001-01-01",
+        study_date_to="0999-12-31",
     )["id"]
     now = _now()
     grants["EXPIRED"] = admin.grant(
@@ -1110,6 +1117,13 @@ CASES = [
         when="Lakeside searches PatientID",
         then="the studies of 15 June and 31 December, not 1 January",
         check=finds("lakeside", "/dicom-web/studies", {"PatientID": "{patient:RANGE}"}, {"RANGE2", "RANGE3"}),
+    ),
+    Case(
+        "authorization-date-range-before-1000",
+        given="patient ANCIENT authorized studies of 0001-01-01..0999-12-31 for any external",
+        when="Lakeside searches PatientID for a study of 2024",
+        then="an empty list, since 2024 is outside the range",
+        check=finds_nothing("lakeside", "/dicom-web/studies", {"PatientID": "{patient:ANCIENT}"}),
     ),
     Case(
         "authorization-listed-study",

@@ -16,7 +16,7 @@ import json
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -559,6 +559,141 @@ def test_peer_responses(federation: Federation, status: int, body: bytes, warnin
         assert "warning" not in response.headers
     else:
         assert warning in response.headers["warning"]
+
+
+class StreamingPeer:
+    """A loopback HTTP server that sends ``chunks`` as the chunked body of every GET.
+
+    ``closed`` is set when the archive closes the connection while chunks remain.
+    """
+
+    def __init__(self, chunks: Callable[[], Iterator[bytes]]) -> None:
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                self.send_response(200)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in chunks():
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    stub.closed.set()
+
+            def log_message(self, *arguments: object) -> None:
+                pass
+
+        self.closed = threading.Event()
+        self.stopping = threading.Event()
+        self.server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.url = f"http://{LOOPBACK}:{self.server.server_address[1]}/dicom-web"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _oversized_result() -> Iterator[bytes]:
+    """Yield one study whose StudyDescription makes the body 40 MiB, past the archive's 32 MiB bound."""
+    yield b'[{"0020000D": {"vr": "UI", "Value": ["1.2.3.999"]}, "00081030": {"vr": "LO", "Value": ["'
+    for _ in range(40):
+        yield b"x" * (1024 * 1024)
+    yield b'"]}}]'
+
+
+def _federated_search_with(federation: Federation, name: str, peer: StreamingPeer) -> httpx.Response:
+    a = federation.a
+    added = a.request(
+        "POST", "/admin/api/peers", json={"name": name, "url": peer.url, "token": "unused", "timeout": 1}
+    )
+    assert added.status_code == 201, added.text
+    try:
+        return a.request(
+            "GET", f"{FEDERATION}/studies", params={"PatientID": patient("A-SHARED")}, timeout=60
+        )
+    finally:
+        a.request("DELETE", f"/admin/api/peers/{name}")
+
+
+def test_oversized_peer_response_dropped(federation: Federation) -> None:
+    peer = StreamingPeer(_oversized_result)
+    try:
+        response = _federated_search_with(federation, "oversized", peer)
+    finally:
+        peer.close()
+
+    assert response.status_code == 200, response.text
+    assert found(response) == [("local", federation.uid("A_SHARED"))]
+    assert "peer oversized responded with more than 32 MiB to a search" in response.headers["warning"]
+
+
+def test_dribbling_peer_disconnected(federation: Federation) -> None:
+    peer = StreamingPeer(lambda: _dribble(peer))
+    try:
+        response = _federated_search_with(federation, "dribble", peer)
+        # Each byte comes within the peer's 1 s read timeout, so only the search's deadline ends
+        # the read. The bound of this wait is for a broken archive; a working one closes at once.
+        closed = peer.closed.wait(timeout=30)
+    finally:
+        peer.close()
+
+    assert response.status_code == 200, response.text
+    assert "peer dribble did not respond within 1 s" in response.headers["warning"]
+    assert closed
+
+
+def _dribble(peer: StreamingPeer) -> Iterator[bytes]:
+    yield b"["
+    while not peer.stopping.wait(0.2):
+        yield b" "
+
+
+@pytest.mark.parametrize(
+    ("content_type", "tail", "expected", "message"),
+    [
+        ("text/html", "/metadata", 502, "responded to a metadata request with 'text/html'"),
+        ("text/html", "", 502, "responded with a web page (text/html) instead of DICOM data"),
+        ("application/octet-stream", "/metadata", 502, "with 'application/octet-stream', not"),
+        ("text/html", "/rendered", 200, None),
+    ],
+)
+def test_relay_checks_media_type(
+    federation: Federation, content_type: str, tail: str, expected: int, message: str | None
+) -> None:
+    a = federation.a
+    stub = StubPeer(200, b"<html><script>document.title='peer'</script>Sign in</html>", content_type)
+    added = a.request("POST", "/admin/api/peers", json={"name": "portal", "url": stub.url, "token": "t"})
+    try:
+        response = a.request("GET", f"{FEDERATION}/peers/portal/studies/{federation.uid('B_SHARED')}{tail}")
+    finally:
+        a.request("DELETE", "/admin/api/peers/portal")
+        stub.close()
+
+    assert added.status_code == 201, added.text
+    assert response.status_code == expected, response.text
+    if message is None:
+        assert response.headers["content-security-policy"] == "sandbox"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    else:
+        assert message in response.json()["message"]
+        assert response.json()["message"].startswith("peer portal ")
+
+
+def test_relayed_metadata_sandboxed(federation: Federation) -> None:
+    a = federation.a
+    response = a.request("GET", f"{FEDERATION}/peers/b/studies/{federation.uid('B_SHARED')}/metadata")
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-security-policy"] == "sandbox"
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_peer_api_hides_secret(federation: Federation) -> None:

@@ -350,6 +350,16 @@ def test_availability_rejects_bad_period(history: History) -> None:
     assert "to" in missing.json()["message"]
 
 
+@pytest.mark.parametrize("report", ["availability", "disclosures"])
+def test_reports_reject_last_representable_day(history: History, report: str) -> None:
+    params = {"from": "9999-12-31", "to": "9999-12-31"}
+    if report == "disclosures":
+        params["patient_id"] = history.patients["A"]
+    response = history.admin.http.get(f"/admin/api/reports/{report}", params=params)
+    assert response.status_code == 400, response.text
+    assert "9998-12-31" in response.json()["message"]
+
+
 # The accounting of disclosures
 
 
@@ -485,10 +495,18 @@ def test_sharing_no_statement_when_revoked_or_none(history: History) -> None:
     assert never["statement_withheld_because"].startswith("No authorization covering this study is in force")
 
 
+def test_sharing_rejects_csv(history: History) -> None:
+    uid = history.studies["A"].StudyInstanceUID
+    response = history.admin.http.get(f"/admin/api/studies/{uid}/sharing", params={"format": "csv"})
+    assert response.status_code == 400, response.text
+    assert "invalid format 'csv'" in response.json()["message"]
+
+
 def test_sharing_cli_prints_statement(history: History) -> None:
     result = history.archive.run(["report", "sharing", history.studies["A"].StudyInstanceUID])
     assert result.returncode == 0, result.stderr
     assert "DATA AVAILABILITY:" in result.stdout
+    assert "The twelve months after the study run through " in result.stdout
     missing = history.archive.run(["report", "sharing", "1.2.3.999"])
     assert missing.returncode == 1
     assert "no study with StudyInstanceUID '1.2.3.999'" in missing.stderr

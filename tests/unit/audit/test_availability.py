@@ -87,6 +87,25 @@ def test_period_rejects_reversed_days() -> None:
         parse_period("2026-02-01", "2026-01-01", UTC)
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "zone_name"),
+    [
+        ("9999-12-31", "9999-12-31", "UTC"),
+        ("9998-12-31", "9999-01-01", "UTC"),
+        ("0001-01-01", "0001-01-31", "Asia/Tokyo"),
+    ],
+)
+def test_period_rejects_unrepresentable_days(first: str, last: str, zone_name: str) -> None:
+    with pytest.raises(ValueError, match="give days from 0001-01-02 to 9998-12-31"):
+        parse_period(first, last, ZoneInfo(zone_name))
+
+
+def test_period_before_year_1000() -> None:
+    period = parse_period("0999-01-01", "0999-01-31", UTC)
+    assert period.first == datetime.date(999, 1, 1)
+    assert period.ends_at == datetime.datetime(999, 2, 1, tzinfo=datetime.UTC)
+
+
 def test_period_accepts_dicom_dates() -> None:
     period = parse_period("20260101", "2026-01-31", ZoneInfo("Europe/Paris"))
     assert period.starts_at == datetime.datetime(2025, 12, 31, 23, tzinfo=datetime.UTC)

@@ -63,6 +63,8 @@ def test_instant_invalid_rejected(text: str) -> None:
 def test_study_date_forms() -> None:
     assert periods.parse_study_date("2024-01-15") == "20240115"
     assert periods.parse_study_date("20240115") == "20240115"
+    assert periods.parse_study_date("0999-12-31") == "09991231"
+    assert periods.parse_study_date("00010101") == "00010101"
     with pytest.raises(ValueError, match="invalid study date"):
         periods.parse_study_date("20241315")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import http.server
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import pytest
 
 from dicomweb_server.federation import credentials
 from dicomweb_server.federation.credentials import AccessTokens, PeerAccess
-from dicomweb_server.federation.errors import PeerError
+from dicomweb_server.federation.errors import PeerError, PeerTimeout
 from dicomweb_server.federation.peers import Authentication, Peer
 
 NOW = datetime.datetime(2026, 6, 15, 12, 0, tzinfo=datetime.UTC)
@@ -30,6 +32,8 @@ class TokenEndpoint:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     lifetime: int = 3600
+    token_size: int = 0
+    seconds_per_byte: float = 0.0
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def endpoint() -> Iterator[TokenEndpoint]:
                 {"scheme": scheme, "credentials": base64.b64decode(encoded).decode(), "form": form}
             )
             body: dict[str, Any] = {
-                "access_token": f"access-{len(state.requests)}",
+                "access_token": f"access-{len(state.requests)}" + "x" * state.token_size,
                 "token_type": "Bearer",
                 "expires_in": state.lifetime,
             }
@@ -56,7 +60,16 @@ def endpoint() -> Iterator[TokenEndpoint]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(encoded_body)))
             self.end_headers()
-            self.wfile.write(encoded_body)
+            if not state.seconds_per_byte:
+                self.wfile.write(encoded_body)
+                return
+            try:
+                for index in range(len(encoded_body)):
+                    self.wfile.write(encoded_body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(state.seconds_per_byte)
+            except OSError:
+                return
 
         def log_message(self, *arguments: object) -> None:
             pass
@@ -138,6 +151,23 @@ async def test_token_refused_in_plain_words(endpoint: TokenEndpoint) -> None:
         await AccessTokens().access_token(oauth_access(endpoint.url))
 
     assert "s3cret" not in str(raised.value)
+
+
+async def test_token_endpoint_slow_body(endpoint: TokenEndpoint) -> None:
+    # Each byte arrives well within the read timeout; the whole answer takes about 20 s.
+    endpoint.seconds_per_byte = 0.25
+    access = oauth_access(endpoint.url)
+    hurried = PeerAccess(dataclasses.replace(access.peer, timeout=1.0), access.secret)
+
+    with pytest.raises(PeerTimeout, match="token endpoint did not respond within 1 s"):
+        await AccessTokens().access_token(hurried)
+
+
+async def test_token_endpoint_oversized_body(endpoint: TokenEndpoint) -> None:
+    endpoint.token_size = 100 * 1024
+
+    with pytest.raises(PeerError, match="token endpoint responded with more than 64 KiB"):
+        await AccessTokens().access_token(oauth_access(endpoint.url))
 
 
 async def test_token_endpoint_down() -> None:
