@@ -31,8 +31,7 @@ from dicomweb_server.cli.common import (
     prepare_data_dir,
     settings_from,
 )
-from dicomweb_server.cli.records import actor
-from dicomweb_server.cli.sweep import counted
+from dicomweb_server.cli.records import actor, counted
 from dicomweb_server.config import Settings
 from dicomweb_server.dicom.status import FailureReason
 from dicomweb_server.errors import PayloadTooLarge

@@ -84,3 +84,10 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """Write ``count`` with ``noun``, or with its plural (``noun`` + "s" unless given) when it is not 1."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or noun + 's'}"

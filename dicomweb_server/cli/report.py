@@ -16,7 +16,7 @@ import orjson
 from dicomweb_server.audit.availability import AvailabilityReport, availability_report
 from dicomweb_server.audit.sharing import SharingStatus, sharing_status
 from dicomweb_server.cli.audit import add_period_options, now, period_from, record_use
-from dicomweb_server.cli.records import add_command, print_table, run_on_index
+from dicomweb_server.cli.records import add_command, counted, print_table, run_on_index
 from dicomweb_server.config import Settings
 from dicomweb_server.consent import periods
 from dicomweb_server.federation.peers import list_peers
@@ -87,23 +87,23 @@ def print_availability(report: AvailabilityReport) -> None:
         rate = "none" if totals["performance_rate"] is None else f"{totals['performance_rate'] * 100:.1f} %"
         reasons = ", ".join(f"{reason} {count}" for reason, count in totals["not_met_by_reason"].items())
         print(
-            f"{title}: {totals['studies']} studies, {totals['met']} met, {totals['not_met']} not met "
-            f"({reasons}); performance rate {rate}."
+            f"{title}: {counted(totals['studies'], 'study', 'studies')}, {totals['met']} met, "
+            f"{totals['not_met']} not met ({reasons}); performance rate {rate}."
         )
     reciprocity = data["reciprocity"]
     print(
-        f"Reciprocity: {reciprocity['searches_by_external_organisations']} searches and "
-        f"{reciprocity['retrievals_by_external_organisations']} retrievals by external organisations; "
-        f"{reciprocity['searches_of_peers']} searches of peer archives "
+        f"Reciprocity: {_searches(reciprocity['searches_by_external_organisations'])} and "
+        f"{counted(reciprocity['retrievals_by_external_organisations'], 'retrieval')} by external "
+        f"organisations; {_searches(reciprocity['searches_of_peers'])} of peer archives "
         f"({reciprocity['searches_of_peers_answered']} answered)."
     )
     for peer in reciprocity["peers"]:
         acts_as = f" (acts as {peer['acts_as']})" if peer["acts_as"] else ""
         print(
-            f"  Peer {peer['peer']}{acts_as}: {peer['searches_by_peer']} searches and "
-            f"{peer['retrievals_by_peer']} retrievals of this archive; {peer['searches_of_peer']} searches "
-            f"of it ({peer['searches_of_peer_answered']} answered) and {peer['retrievals_from_peer']} "
-            "retrievals from it."
+            f"  Peer {peer['peer']}{acts_as}: {_searches(peer['searches_by_peer'])} and "
+            f"{counted(peer['retrievals_by_peer'], 'retrieval')} of this archive; "
+            f"{_searches(peer['searches_of_peer'])} of it ({peer['searches_of_peer_answered']} answered) "
+            f"and {counted(peer['retrievals_from_peer'], 'retrieval')} from it."
         )
     rows = [
         [
@@ -119,6 +119,10 @@ def print_availability(report: AvailabilityReport) -> None:
     ]
     if rows:
         print_table(["DATE", "STUDY", "PATIENT", "STRICT", "REASON", "CAPABILITY", "REASON"], rows)
+
+
+def _searches(count: int) -> str:
+    return counted(count, "search", "searches")
 
 
 def run_sharing(arguments: argparse.Namespace) -> int:

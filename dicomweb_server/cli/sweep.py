@@ -23,6 +23,7 @@ from dicomweb_server.cli.common import (
     fail,
     settings_from,
 )
+from dicomweb_server.cli.records import counted
 from dicomweb_server.config import Settings
 from dicomweb_server.index.database import Index, IndexUnavailable, open_index
 from dicomweb_server.index.objects import find_indexed_object_keys, has_instances
@@ -211,10 +212,6 @@ def _print_summary(totals: SweepTotals, grace_period: Duration, dry_run: bool) -
         f"{verb} {counted(spool.folders, 'abandoned spool folder')} holding "
         f"{counted(spool.files, 'file')} ({format_size(spool.size)})."
     )
-
-
-def counted(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def format_size(size: int) -> str:

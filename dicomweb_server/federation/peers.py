@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import ipaddress
 import math
 import os
 import re
@@ -30,6 +31,9 @@ from dicomweb_server.auth.tables import organisation
 from dicomweb_server.errors import Conflict, InvalidRequest, NotFound
 from dicomweb_server.federation.sealing import PeerKey
 from dicomweb_server.federation.tables import peer
+
+AWS_METADATA_IPV6 = ipaddress.ip_network("fd00:ec2::254/128")
+"""The IPv6 address of the instance metadata service of Amazon EC2, which is not link-local."""
 
 LOCAL_SOURCE = "local"
 """The source name of this archive's own results in a federated search; no peer may take it."""
@@ -140,7 +144,26 @@ def check_url(url: str, what: str) -> str:
         )
     if parts.query or parts.fragment:
         raise InvalidRequest(f"invalid {what} {cleaned!r}: remove the query string or fragment")
+    if _is_link_local(parts.hostname):
+        raise InvalidRequest(
+            f"invalid {what} {cleaned!r}: {parts.hostname} is a link-local address, where cloud hosts "
+            "serve their instance metadata and credentials; give the peer's routable address or host name"
+        )
     return cleaned
+
+
+def _is_link_local(hostname: str) -> bool:
+    """Return whether ``hostname`` is a literal link-local IP address (169.254.0.0/16, fe80::/10).
+
+    Host names are not resolved here, so one that resolves to such an address is not caught.
+    """
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local or address in AWS_METADATA_IPV6
 
 
 def check_timeout(timeout: float) -> float:

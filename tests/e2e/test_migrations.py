@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import dicomweb_server.audit.tables  # noqa: F401 - registers the audit tables in the shared metadata
@@ -16,6 +17,7 @@ import dicomweb_server.auth.tables  # noqa: F401 - registers the identity tables
 import dicomweb_server.consent.tables  # noqa: F401 - registers the consent tables in the shared metadata
 import dicomweb_server.federation.tables  # noqa: F401 - registers the peer table in the shared metadata
 from dicomweb_server.config import load_settings
+from dicomweb_server.consent.tables import patient_authorization
 from dicomweb_server.index.database import create_engine, current_revision, head_revision, migrate
 from dicomweb_server.index.schema import metadata
 from tests.services import Backend, run_command
@@ -105,3 +107,58 @@ async def test_serve_rejects_tables_without_revision(fresh_backend: Backend, tmp
     assert refused.returncode == 2, refused.stderr
     assert "has no schema" in refused.stderr
     assert "run `dicomweb-server migrate`" in refused.stderr
+
+
+async def test_migration_pads_short_study_date_bounds(fresh_backend: Backend, tmp_path: Path) -> None:
+    """Bounds written with a year below 1000 and no leading zeros get them back."""
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    common = {
+        "patient_id": "PAT-SHORT",
+        "issuer_of_patient_id": "",
+        "coverage": "date_range",
+        "any_external": True,
+        "purpose": "care",
+        "reference": "ref",
+        "recorded_by": "test",
+        "recorded_at": at,
+        "starts_at": at,
+        "ends_at": at,
+        "time_zone": "UTC",
+        "end_chosen_by_patient": False,
+        "meets_twelve_months": True,
+        "updated_at": at,
+    }
+    stored = [("10101", "9991231"), ("990101", "20241231"), (None, None)]
+    engine = engine_for(fresh_backend, tmp_path)
+    try:
+        await migrate(engine, "0005")
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(patient_authorization),
+                [
+                    {
+                        **common,
+                        "authorization_id": f"short-{number}",
+                        "study_date_from": first,
+                        "study_date_to": last,
+                    }
+                    for number, (first, last) in enumerate(stored)
+                ],
+            )
+        await migrate(engine)
+
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    patient_authorization.c.authorization_id,
+                    patient_authorization.c.study_date_from,
+                    patient_authorization.c.study_date_to,
+                )
+            )
+            bounds = {row.authorization_id: (row.study_date_from, row.study_date_to) for row in rows}
+    finally:
+        await engine.dispose()
+
+    assert bounds["short-0"] == ("00010101", "09991231")
+    assert bounds["short-1"] == ("00990101", "20241231")
+    assert bounds["short-2"] == (None, None)

@@ -307,10 +307,10 @@ def test_availability_cli_shows_each_peer(history: History) -> None:
     assert result.returncode == 0, result.stderr
     assert (
         f"Peer north (acts as {history.organisation}): 4 searches and 2 retrievals of this archive; "
-        "2 searches of it (2 answered) and 1 retrievals from it." in result.stdout
+        "2 searches of it (2 answered) and 1 retrieval from it." in result.stdout
     )
     assert (
-        "Peer south: 0 searches and 0 retrievals of this archive; 1 searches of it (0 answered)"
+        "Peer south: 0 searches and 0 retrievals of this archive; 1 search of it (0 answered)"
         in result.stdout
     )
 
