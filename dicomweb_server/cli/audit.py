@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import sys
 from typing import Any
 
 import orjson
 
 from dicomweb_server.audit import EventType, record_change, verify_chain
 from dicomweb_server.audit.availability import Period, parse_period
-from dicomweb_server.audit.chain import parse_anchor
+from dicomweb_server.audit.chain import AuditUnavailable, parse_anchor
 from dicomweb_server.audit.disclosures import Accounting, account_disclosures
 from dicomweb_server.audit.entries import MAX_LIMIT, EntryFilter, StoredEntry, find_entries, get_entry
 from dicomweb_server.audit.exports import dicom_audit_message, fhir_audit_event, fhir_bundle
@@ -59,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="List who outside the archive received the patient's data in the period, what, when "
         "and why. Days are in the configured time zone, both included.",
     )
-    disclosures.add_argument("--patient-id", required=True, metavar="ID", help="PatientID (0010,0020)")
+    disclosures.add_argument(
+        "--patient-id", required=True, type=_patient_id, metavar="ID", help="PatientID (0010,0020)"
+    )
     disclosures.add_argument("--issuer", metavar="ISSUER", help="IssuerOfPatientID (0010,0021); default: any")
     add_period_options(disclosures)
     disclosures.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -106,6 +109,12 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _patient_id(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("it is empty; give the PatientID whose disclosures to list")
+    return value.strip()
+
+
 async def record_use(index: Index, action: str, **detail: Any) -> None:
     """Record that the trail was read by this command, as an ``audit-log-used`` entry."""
     async with index.write() as connection:
@@ -117,16 +126,24 @@ def run_verify(arguments: argparse.Namespace) -> int:
         anchor = parse_anchor(arguments.anchor)
         async with index.read() as connection:
             result = await verify_chain(connection, anchor)
-        await record_use(index, "audit.verify", valid=result.valid, checked=result.checked)
-        if not result.valid:
+
+        # The verdict comes first: a trail that cannot be written is what verify must diagnose.
+        if result.valid:
+            print(f"The audit trail is intact: {result.checked} entries fit the chain.")
+            print(f"Last entry: {result.head_sequence}:{result.head_hash}")
+            print("Keep that line elsewhere; `audit verify --anchor` with it detects a later rewrite.")
+        else:
             entry = f" (event {result.event_id})" if result.event_id else ""
             print(f"The audit trail is broken at entry {result.sequence}{entry}: {result.problem}.")
             print(f"{result.checked} entries before it fit the chain.")
+        sys.stdout.flush()
+
+        try:
+            await record_use(index, "audit.verify", valid=result.valid, checked=result.checked)
+        except AuditUnavailable as error:
+            print(f"error: this check could not be recorded in the audit trail: {error}", file=sys.stderr)
             return EXIT_BROKEN
-        print(f"The audit trail is intact: {result.checked} entries fit the chain.")
-        print(f"Last entry: {result.head_sequence}:{result.head_hash}")
-        print("Keep that line elsewhere; `audit verify --anchor` with it detects a later rewrite.")
-        return 0
+        return 0 if result.valid else EXIT_BROKEN
 
     return run_on_index(arguments, work)
 

@@ -574,6 +574,18 @@ def test_verify_finds_deleted_entry(archive: Archive) -> None:
     assert f"broken at entry {sequence}: entry {sequence} is missing" in result.stdout
 
 
+def test_verify_reports_before_recording(archive: Archive) -> None:
+    """Without its chain head no entry can be written, yet verify still prints its verdict."""
+    _archive_with_trail(archive)
+    allow_changes(archive)
+    execute(archive, "DELETE FROM audit_chain")
+
+    result = _verify(archive)
+    assert result.returncode == 1
+    assert "The audit trail is broken at entry" in result.stdout
+    assert "this check could not be recorded in the audit trail" in result.stderr
+
+
 def test_verify_finds_reordered_entries(archive: Archive) -> None:
     _archive_with_trail(archive)
     allow_changes(archive)
@@ -717,3 +729,11 @@ def test_cli_export_formats(archive: Archive) -> None:
     ] * 3
     logged = entries(archive.start(), event_type="audit-log-used")
     assert [item["action"] for item in logged] == ["audit.export"] * 3
+
+
+def test_cli_disclosures_need_patient_id(archive: Archive) -> None:
+    result = archive.run(
+        ["audit", "disclosures", "--patient-id", " ", "--from", "2026-01-01", "--to", "2026-01-31"]
+    )
+    assert result.returncode == 2
+    assert "argument --patient-id: it is empty" in result.stderr
