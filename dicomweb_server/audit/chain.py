@@ -49,6 +49,16 @@ _MOVE_HEAD = (
     .where(audit_chain.c.chain_key == CHAIN_KEY)
     .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 )
+# The head moves only if it still names the entry this writer appended last (see _insert).
+_MOVE_HEAD_FROM = (
+    update(audit_chain)
+    .where(
+        audit_chain.c.chain_key == CHAIN_KEY,
+        audit_chain.c.sequence == bindparam("old_sequence"),
+        audit_chain.c.hash == bindparam("old_hash"),
+    )
+    .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
+)
 _INSERT_EVENTS = insert(audit_event)
 _INSERT_EVENT_STUDIES = insert(audit_event_study)
 
@@ -120,13 +130,13 @@ def _insert(
     if head is not None:
         events, studies, appended = _chained(entries, head)
         moved = connection.execute(
-            update(audit_chain)
-            .where(
-                audit_chain.c.chain_key == CHAIN_KEY,
-                audit_chain.c.sequence == head[0],
-                audit_chain.c.hash == head[1],
-            )
-            .values(sequence=appended[-1].sequence, hash=appended[-1].hash)
+            _MOVE_HEAD_FROM,
+            {
+                "old_sequence": head[0],
+                "old_hash": head[1],
+                "new_sequence": appended[-1].sequence,
+                "new_hash": appended[-1].hash,
+            },
         )
         # The update locks the head row like the SELECT ... FOR UPDATE below. It changes no row
         # when another writer appended since, and the chain is then built from the stored head.
