@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dicomweb_server.audit.events import AuditEntry, parse_utc
+from dicomweb_server.audit.postgresql import append_after_head
 from dicomweb_server.audit.resolve import resolve_entries
 from dicomweb_server.audit.tables import CHAIN_KEY, GENESIS_HASH, audit_chain, audit_event, audit_event_study
 from dicomweb_server.errors import DependencyUnavailable, InvalidRequest
@@ -47,6 +48,16 @@ _READ_HEAD_FOR_UPDATE = _READ_HEAD.with_for_update()
 _MOVE_HEAD = (
     update(audit_chain)
     .where(audit_chain.c.chain_key == CHAIN_KEY)
+    .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
+)
+# The head moves only if it still names the entry this writer appended last (see _insert).
+_MOVE_HEAD_FROM = (
+    update(audit_chain)
+    .where(
+        audit_chain.c.chain_key == CHAIN_KEY,
+        audit_chain.c.sequence == bindparam("old_sequence"),
+        audit_chain.c.hash == bindparam("old_hash"),
+    )
     .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 )
 _INSERT_EVENTS = insert(audit_event)
@@ -119,18 +130,13 @@ def _insert(
 ) -> list[Appended]:
     if head is not None:
         events, studies, appended = _chained(entries, head)
-        moved = connection.execute(
-            update(audit_chain)
-            .where(
-                audit_chain.c.chain_key == CHAIN_KEY,
-                audit_chain.c.sequence == head[0],
-                audit_chain.c.hash == head[1],
-            )
-            .values(sequence=appended[-1].sequence, hash=appended[-1].hash)
-        )
-        # The update locks the head row like the SELECT ... FOR UPDATE below. It changes no row
+        last = (appended[-1].sequence, appended[-1].hash)
+        # Moving the head locks its row like the SELECT ... FOR UPDATE below. It changes no row
         # when another writer appended since, and the chain is then built from the stored head.
-        if moved.rowcount == 1:
+        if connection.dialect.name == "postgresql":
+            if append_after_head(connection, head, last, events, studies):
+                return appended
+        elif _move_head_from(connection, head, last):
             _insert_rows(connection, events, studies)
             return appended
 
@@ -166,6 +172,11 @@ def _chained(
         appended.append(Appended(sequence, entry.event_id, digest))
         previous = digest
     return events, studies, appended
+
+
+def _move_head_from(connection: Connection, head: tuple[int, str], last: tuple[int, str]) -> bool:
+    parameters = {"old_sequence": head[0], "old_hash": head[1], "new_sequence": last[0], "new_hash": last[1]}
+    return connection.execute(_MOVE_HEAD_FROM, parameters).rowcount == 1
 
 
 def _insert_rows(connection: Connection, events: list[dict[str, Any]], studies: list[dict[str, Any]]) -> None:

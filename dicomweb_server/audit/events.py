@@ -13,7 +13,6 @@ their EventTypeCode uses the private coding scheme ``99DWS`` of this archive.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import enum
 import uuid
@@ -235,7 +234,19 @@ class StudyInvolved:
     modalities: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Written out, because dataclasses.asdict deep-copies every value and this runs for
+        # every study of every entry written.
+        return {
+            "study_instance_uid": self.study_instance_uid,
+            "instances": self.instances,
+            "patient_id": self.patient_id,
+            "issuer_of_patient_id": self.issuer_of_patient_id,
+            "patient_name": self.patient_name,
+            "accession_number": self.accession_number,
+            "study_date": self.study_date,
+            "study_description": self.study_description,
+            "modalities": list(self.modalities),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyInvolved:

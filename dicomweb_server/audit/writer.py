@@ -22,7 +22,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,6 +61,7 @@ class AuditWriter:
         self._own_index = own_index
         self._thread_engine = thread_engine
         self._connection: AsyncConnection | None = None
+        self._thread_connection: Connection | None = None
         self._head: tuple[int, str] | None = None
         self._queue: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
@@ -148,11 +149,23 @@ class AuditWriter:
         self._head = (appended[-1].sequence, appended[-1].hash)
 
     def _write_in_thread(self, entries: list[AuditEntry], head: tuple[int, str] | None) -> list[Appended]:
+        """Write on a connection kept open between transactions, as ``_write_on_connection`` does.
+
+        Only the drain task calls it, one transaction at a time, so the connection is never used
+        by two threads at once. A failed transaction closes it, and the next one opens a new one.
+        """
         assert self._thread_engine is not None
-        with self._thread_engine.connect() as connection:
-            connection.execution_options(sqlite_begin="IMMEDIATE")
-            with connection.begin():
-                return append_in(connection, entries, head)
+        if self._thread_connection is None:
+            connection = self._thread_engine.connect()
+            self._thread_connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            with self._thread_connection.begin():
+                return append_in(self._thread_connection, entries, head)
+        except BaseException:
+            connection, self._thread_connection = self._thread_connection, None
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
 
     async def _write_on_connection(
         self, entries: list[AuditEntry], head: tuple[int, str] | None
@@ -209,6 +222,8 @@ class AuditWriter:
             await self._connection.close()
         if self._own_index and self._index is not None:
             await self._index.close()
+        if self._thread_connection is not None:
+            await asyncio.to_thread(self._thread_connection.close)
         if self._thread_engine is not None:
             self._thread_engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from sqlalchemy import delete, select, text, update
@@ -183,3 +184,20 @@ async def test_append_creates_missing_head() -> None:
         head = (await connection.execute(select(audit_chain))).one()
 
     assert head.sequence == 1
+
+
+async def test_study_json_has_every_field() -> None:
+    study = StudyInvolved(
+        "1.2.3",
+        instances=4,
+        patient_id="P1",
+        issuer_of_patient_id="Mercy",
+        patient_name="Doe^Jane",
+        accession_number="A7",
+        study_date="20260101",
+        study_description="Chest",
+        modalities=["CT", "MR"],
+    )
+
+    assert study.to_json() == dataclasses.asdict(study)
+    assert study.to_json()["modalities"] is not study.modalities

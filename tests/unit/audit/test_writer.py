@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
 
 from dicomweb_server.audit import AuditEntry, AuditUnavailable, AuditWriter, EventType, Who
+from dicomweb_server.audit.tables import audit_chain, audit_event
+from dicomweb_server.index.schema import metadata
 
 
 class CountingWriter(AuditWriter):
@@ -71,3 +75,32 @@ async def test_close_writes_queued_entries() -> None:
     assert writer.batches == [["transfer end"]]
     with pytest.raises(AuditUnavailable):
         await writer.record([entry("search")])
+
+
+async def test_thread_writer_reopens_broken_connection(tmp_path: Path) -> None:
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+    metadata.create_all(engine)
+    writer = AuditWriter(None, thread_engine=engine)
+    await writer.record([entry("first")])
+    # The writer keeps its connection between transactions, so closing it fails the next one.
+    connection = writer._thread_connection
+    assert connection is not None
+    connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+    with pytest.raises(AuditUnavailable):
+        await writer.record([entry("on the broken connection")])
+    await writer.record([entry("second")])
+    await writer.close()
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    with engine.connect() as reader:
+        actions = reader.execute(select(audit_event.c.action).order_by(audit_event.c.sequence)).all()
+        head = reader.execute(select(audit_chain.c.sequence)).scalar_one()
+    engine.dispose()
+
+    assert [row.action for row in actions] == ["first", "second"]
+    assert head == 2
