@@ -1,9 +1,10 @@
 """``dicomweb-server audit``: verify the hash chain, account for a patient's disclosures, export entries.
 
 ``audit verify`` exits 0 when every entry fits the chain, 1 when one does not (it names the first
-such entry) or when its own use cannot be recorded, 2 when the index cannot be used. It prints the last entry's sequence and hash; kept
-somewhere else, they let a later ``audit verify --anchor SEQUENCE:HASH`` detect a chain that was
-rewritten or cut since. Every command here is itself recorded as an ``audit-log-used`` entry.
+such entry) or when its own use cannot be recorded, 2 when the index cannot be used. It prints
+the last entry's sequence and hash; kept somewhere else, they let a later ``audit verify
+--anchor SEQUENCE:HASH`` detect a chain that was rewritten or cut since. Every command here is
+itself recorded as an ``audit-log-used`` entry.
 """
 
 from __future__ import annotations
