@@ -22,8 +22,8 @@ from dicomweb_server.dicom.attributes import QueryLevel, level_of_tag
 from dicomweb_server.dicom.dicom_json import first_integer, first_text, values
 from dicomweb_server.dicom.names import person_name_forms
 from dicomweb_server.dicom.parse import ParsedInstance
-from dicomweb_server.dicom.values import normalize_date, normalize_datetime, normalize_time
-from dicomweb_server.index.ingest import METADATA_COMPRESSION_LEVEL, StoredObjectInfo
+from dicomweb_server.dicom.values import normalize_date, normalize_time
+from dicomweb_server.index.ingest import METADATA_COMPRESSION_LEVEL, StoredObjectInfo, instance_row
 from dicomweb_server.index.schema import instance, instance_metadata, series, series_request, study
 
 TABLES = (study, series, series_request, instance, instance_metadata)
@@ -164,35 +164,7 @@ def _instance_row(
     instance_key: int,
     now: datetime.datetime,
 ) -> dict[str, Any]:
-    metadata = parsed.metadata
-    acquisition = first_text(metadata, "AcquisitionDateTime")
-    return {
-        "instance_key": instance_key,
-        "series_key": series_key,
-        "study_key": study_key,
-        "sop_instance_uid": parsed.sop_instance_uid,
-        "sop_class_uid": parsed.sop_class_uid,
-        "instance_number": first_integer(metadata, "InstanceNumber"),
-        "content_date": _date(metadata, "ContentDate"),
-        "content_time": _time(metadata, "ContentTime"),
-        "acquisition_datetime": normalize_datetime(acquisition) if acquisition else None,
-        "number_of_frames": first_integer(metadata, "NumberOfFrames"),
-        "rows": first_integer(metadata, "Rows"),
-        "columns": first_integer(metadata, "Columns"),
-        "bits_allocated": first_integer(metadata, "BitsAllocated"),
-        "transfer_syntax_uid": parsed.transfer_syntax_uid,
-        "object_key": stored.object_key,
-        "object_size": stored.object_size,
-        "content_digest": stored.content_digest,
-        "pixel_layout": orjson.dumps(parsed.pixel_data.to_json()).decode() if parsed.pixel_data else None,
-        "bulkdata": orjson.dumps(
-            {
-                path: [location.offset, location.length, location.vr]
-                for path, location in parsed.bulkdata.items()
-            }
-        ).decode(),
-        "stored_at": now,
-    }
+    return {"instance_key": instance_key, **instance_row(parsed, stored, study_key, series_key, now)}
 
 
 def _name_columns(prefix: str, value: str | None) -> dict[str, str | None]:

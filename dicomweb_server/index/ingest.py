@@ -266,9 +266,21 @@ async def _insert_instance(
     series_key: int,
     now: datetime.datetime,
 ) -> int | None:
+    row = instance_row(parsed, stored, study_key, series_key, now)
+    return (await connection.execute(_insert_instance_statement(connection.dialect.name), row)).scalar()
+
+
+def instance_row(
+    parsed: ParsedInstance,
+    stored: StoredObjectInfo,
+    study_key: int,
+    series_key: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """Return the values of the ``instance`` row of a parsed and stored instance, without its key."""
     metadata = parsed.metadata
     acquisition = first_text(metadata, "AcquisitionDateTime")
-    row = {
+    return {
         "series_key": series_key,
         "study_key": study_key,
         "sop_instance_uid": parsed.sop_instance_uid,
@@ -294,7 +306,6 @@ async def _insert_instance(
         ).decode(),
         "stored_at": now,
     }
-    return (await connection.execute(_insert_instance_statement(connection.dialect.name), row)).scalar()
 
 
 def _name_columns(prefix: str, value: str | None) -> dict[str, str | None]:
