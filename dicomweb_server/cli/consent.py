@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 
 import orjson
 
@@ -240,20 +241,42 @@ def run_list(arguments: argparse.Namespace) -> int:
     return run_on_index(arguments, work)
 
 
+DECLINE_OPTIONS = {
+    "patient_id": "--patient-id",
+    "declined_at": "--at",
+    "reference": "--reference",
+    "note": "--note",
+}
+"""The fields a refusal's errors name, and the options of ``consent decline`` that give them."""
+
+
+def _with_option_names(message: str, options: dict[str, str]) -> str:
+    """Name the command-line options in an error written for the admin API's field names."""
+    return re.sub(
+        r"\b(" + "|".join(re.escape(field) for field in options) + r")\b",
+        lambda match: options[match.group(1)],
+        message,
+        count=1,
+    )
+
+
 def run_decline(arguments: argparse.Namespace) -> int:
     async def work(settings: Settings, index: Index) -> int:
         now = _now()
-        async with index.write() as connection:
-            recorded = await record_refusal(
-                connection,
-                patient_id=arguments.patient_id,
-                issuer_of_patient_id=arguments.issuer,
-                reference=arguments.reference,
-                note=arguments.note,
-                declined_at=_instant(arguments.declined_at, settings, end_of_day=False),
-                by=actor(),
-                now=now,
-            )
+        try:
+            async with index.write() as connection:
+                recorded = await record_refusal(
+                    connection,
+                    patient_id=arguments.patient_id,
+                    issuer_of_patient_id=arguments.issuer,
+                    reference=arguments.reference,
+                    note=arguments.note,
+                    declined_at=_instant(arguments.declined_at, settings, end_of_day=False),
+                    by=actor(),
+                    now=now,
+                )
+        except InvalidRequest as error:
+            raise InvalidRequest(_with_option_names(str(error), DECLINE_OPTIONS)) from None
         print(f"Recorded that patient {recorded.patient_id!r} declined to authorize sharing.")
         print(recorded.refusal_id)
         return 0

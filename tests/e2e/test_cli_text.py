@@ -117,3 +117,15 @@ def test_cli_org_delete_admin_token_holder_forced(archive: Archive) -> None:
 
     assert deleted.returncode == 0, deleted.stderr
     assert f"The admin token in {token_file} no longer works" in deleted.stdout
+
+
+def test_cli_decline_errors_name_options(server: ServerProcess, backend: Backend, patient_id: str) -> None:
+    cases = [
+        (("--patient-id", " ", "--reference", "r"), "missing --patient-id"),
+        (("--patient-id", patient_id, "--reference", " "), "missing --reference (where the signed refusal"),
+        (("--patient-id", patient_id, "--reference", "r", "--at", "2099-01-01"), "invalid --at 2099-01-01"),
+    ]
+    for options, expected in cases:
+        result = _run(server, backend, "consent", "decline", *options)
+        assert result.returncode == 1, (options, result.stderr)
+        assert expected in result.stderr
