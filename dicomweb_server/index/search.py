@@ -21,7 +21,14 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from dicomweb_server.dicom.attributes import QueryLevel
 from dicomweb_server.dicom.query import Condition, MatchKind, SearchQuery
-from dicomweb_server.index.schema import instance, instance_metadata, series, series_request, study
+from dicomweb_server.index.schema import (
+    instance,
+    instance_metadata,
+    series,
+    series_request,
+    study,
+    study_listing_order,
+)
 
 LIKE_ESCAPE = "\\"
 
@@ -154,11 +161,7 @@ def _search_studies(query: SearchQuery, visibility: ColumnElement[bool]) -> Sele
     return (
         select(study.c.study_key, study.c.study_instance_uid, study.c.attributes)
         .where(*_where(query, visibility))
-        .order_by(
-            study.c.study_date.desc().nulls_last(),
-            study.c.study_time.desc().nulls_last(),
-            study.c.study_key.desc(),
-        )
+        .order_by(*study_listing_order())
     )
 
 
