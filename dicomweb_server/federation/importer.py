@@ -24,7 +24,7 @@ from dicomweb_server.federation.retrieval import PeerStream, open_stream
 from dicomweb_server.federation.transport import describe_status
 from dicomweb_server.ingest import Ingest, StoreResult
 from dicomweb_server.web.accept import MediaRange, parse_media_type
-from dicomweb_server.web.multipart import PartData, PartEnd, PartEvent, PartStart, read_parts
+from dicomweb_server.web.multipart import PartEvent, PartStart, part_chunks, read_parts
 
 DICOM = "application/dicom"
 STUDY_ACCEPT = (
@@ -100,7 +100,7 @@ async def _store_part(
     ingest: Ingest, events: AsyncIterator[PartEvent], start: PartStart, study_instance_uid: str
 ) -> StoreResult:
     part_type = _part_type(start)
-    chunks = _part_chunks(events)
+    chunks = part_chunks(events)
     try:
         if part_type.media_type != DICOM:
             return StoreResult(
@@ -124,11 +124,3 @@ def _part_type(start: PartStart) -> MediaRange:
         return parse_media_type(start.headers.get("content-type") or DICOM)
     except InvalidRequest:
         return parse_media_type("application/octet-stream")
-
-
-async def _part_chunks(events: AsyncIterator[PartEvent]) -> AsyncIterator[bytes]:
-    async for event in events:
-        if isinstance(event, PartData):
-            yield event.data
-        elif isinstance(event, PartEnd):
-            return

@@ -47,6 +47,15 @@ class TruncatedBody(InvalidRequest):
     """The body ended before the closing boundary; parts completed before it are valid."""
 
 
+async def part_chunks(events: AsyncIterator[PartEvent]) -> AsyncIterator[bytes]:
+    """Yield the body of the current part from ``read_parts`` events, stopping at its end."""
+    async for event in events:
+        if isinstance(event, PartData):
+            yield event.data
+        elif isinstance(event, PartEnd):
+            return
+
+
 async def read_parts(body: AsyncIterable[bytes], boundary: str) -> AsyncIterator[PartEvent]:
     """Yield the parts of a multipart body as start, data and end events, in order.
 

@@ -26,11 +26,9 @@ from dicomweb_server.web.accept import MediaRange, accepted_ranges, parse_media_
 from dicomweb_server.web.bodies import body_chunks
 from dicomweb_server.web.context import requester, state
 from dicomweb_server.web.multipart import (
-    PartData,
-    PartEnd,
-    PartEvent,
     PartStart,
     TruncatedBody,
+    part_chunks,
     read_parts,
 )
 from dicomweb_server.web.negotiation import require_json
@@ -116,7 +114,7 @@ async def _store_multipart(
         if not isinstance(event, PartStart):
             continue
         part_type = parse_media_type(event.headers.get("content-type") or media_types.DICOM)
-        chunks = _part_chunks(events)
+        chunks = part_chunks(events)
         if part_type.media_type != media_types.DICOM:
             await _drain(chunks)
             results.append(
@@ -131,14 +129,6 @@ async def _store_multipart(
             continue
         results.append(await _store_part(request, chunks, part_type, expected_study))
         await _drain(chunks)
-
-
-async def _part_chunks(events: AsyncIterator[PartEvent]) -> AsyncIterator[bytes]:
-    async for event in events:
-        if isinstance(event, PartData):
-            yield event.data
-        elif isinstance(event, PartEnd):
-            return
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
