@@ -7,7 +7,7 @@ requester, an entry that ``discloses`` its studies gets the authorizations that 
 purposes and any emergency access used, and is followed by a ``data-export`` entry (and a
 ``security-alert`` when emergency access was used). An entry whose request named studies that
 exist but that the requester may not see is followed by a ``security-alert``. The requester got
-the same response as for a study that does not exist, and only the trail tells them apart.
+the same response as for a study that does not exist, so only the trail distinguishes them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A refusal hides nothing more, because without an authorization external requeste
 the patient's studies anyway. It documents the patient's choice, so that the availability
 report gives "patient declined" as the reason a CT study was not made available, instead of
 "no authorization". A refusal is recorded only while no authorization of the patient is in
-force; one that is must be revoked first, so that the records never contradict each other.
+force, so that the records do not contradict each other. An authorization in force must be
+revoked first.
 An authorization recorded after a refusal supersedes it.
 """
 

@@ -3,8 +3,8 @@
 ``GET /federation/dicom-web/studies`` (and ``/series``, ``/instances`` and their nested forms)
 takes the QIDO-RS query parameters of ``/dicom-web`` and returns the results of this
 archive, under the requester's consent filter, and of every peer, each labelled with its source
-(see ``federation.search``). A peer that fails or times out adds a ``Warning: 299`` naming it;
-it never fails the search.
+(see ``federation.search``). A peer that fails or times out adds a ``Warning: 299`` naming it,
+and the search answers 200 with the other sources' results.
 
 ``GET /federation/dicom-web/peers/NAME/studies/...`` relays a WADO-RS retrieval to the peer,
 streamed, and ``POST /federation/dicom-web/peers/NAME/studies/UID/import`` stores a peer's study
